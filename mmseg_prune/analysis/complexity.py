@@ -1,0 +1,119 @@
+"""FLOPs, parameters and latency of a segmentor at inference.
+
+One counter, :class:`mmengine.analysis.FlopAnalyzer`, serves both the pruning
+budget and every report. Like mmseg's ``get_flops.py`` it counts one fused
+multiply-add as one FLOP, so figures are labelled "FLOPs (MACs)", and it
+measures the inference path (``mode='tensor'``: backbone, neck, decode heads,
+no auxiliary head) for one image of a stated input shape.
+"""
+import time
+from dataclasses import dataclass
+from typing import Dict, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+
+from ..structure.graph import auxiliary_heads
+
+
+class InferenceForward(nn.Module):
+    """Wraps a segmentor so that ``forward(x)`` is its tensor-mode forward."""
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.segmentor = segmentor
+
+    def forward(self, inputs: torch.Tensor):
+        return self.segmentor._forward(inputs)
+
+
+@dataclass
+class Complexity:
+    """Cost of one inference.
+
+    Attributes:
+        flops (int): FLOPs counted as multiply-adds (MACs).
+        params (int): Parameters used at inference (auxiliary heads excluded).
+        by_module (dict[str, int]): FLOPs (MACs) of every module, parents
+            included (``''`` is the whole model).
+        input_shape (tuple[int, int]): The (H, W) counted.
+    """
+    flops: int
+    params: int
+    by_module: Dict[str, int]
+    input_shape: tuple
+
+
+def inference_params(segmentor: nn.Module) -> int:
+    """Number of parameters outside the auxiliary heads."""
+    aux = {id(p) for h in auxiliary_heads(segmentor) for p in h.parameters()}
+    return sum(p.numel() for p in segmentor.parameters() if id(p) not in aux)
+
+
+@torch.no_grad()
+def count_complexity(segmentor: nn.Module,
+                     input_shape: Sequence[int]) -> Complexity:
+    """Count FLOPs (MACs) and parameters of one (1, 3, H, W) inference.
+
+    Args:
+        segmentor (nn.Module): The segmentor (on the CPU).
+        input_shape (tuple[int, int]): (H, W).
+
+    Returns:
+        Complexity: The counts.
+    """
+    was_training = segmentor.training
+    segmentor.eval()
+    try:
+        analyzer = FlopAnalyzer(
+            InferenceForward(segmentor),
+            torch.zeros(1, 3, *input_shape))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        analyzer.tracer_warnings('none')
+        prefix = 'segmentor.'
+        by_module = {
+            (name[len(prefix):] if name.startswith(prefix) else ''): count
+            for name, count in analyzer.by_module().items()
+            if name.startswith(prefix) or name in ('', 'segmentor')
+        }
+        total = analyzer.total()
+    finally:
+        segmentor.train(was_training)
+    by_module[''] = total
+    return Complexity(
+        flops=int(total),
+        params=inference_params(segmentor),
+        by_module=by_module,
+        input_shape=tuple(input_shape))
+
+
+@torch.no_grad()
+def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
+                    warmup: int = 2, runs: int = 5) -> float:
+    """Median CPU latency of one tensor-mode inference, in milliseconds.
+
+    Args:
+        segmentor (nn.Module): The segmentor.
+        input_shape (tuple[int, int]): (H, W).
+        warmup (int): Untimed runs first. Default: 2.
+        runs (int): Timed runs; the median is returned. Default: 5.
+
+    Returns:
+        float: Median latency in ms.
+    """
+    was_training = segmentor.training
+    segmentor.eval()
+    inputs = torch.randn(1, 3, *input_shape)
+    try:
+        for _ in range(warmup):
+            segmentor._forward(inputs)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            segmentor._forward(inputs)
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        segmentor.train(was_training)
+    return sorted(times)[len(times) // 2]

@@ -1,0 +1,146 @@
+"""Loading configs and data roots the way the tools need them."""
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+from mmengine.config import Config, DictAction  # noqa: F401 - re-exported
+
+from ..utils.errors import PruneError
+
+#: Pruning settings a config may carry as ``pruning = dict(...)``.
+DEFAULT_PRUNING = dict(
+    criterion='l1',
+    flops_reduction=0.5,
+    input_shape=None,
+    ignore=[],
+    calibration_batches=8,
+    budget=dict(mode='global', normalizer='mean', min_keep=0.05,
+                round_to=None, tolerance=0.005),
+)
+
+
+def resolve_config_path(config: str) -> str:
+    """Path of a config file, or of a model-zoo config named ``mmseg::X``."""
+    if config.startswith('mmseg::'):
+        import mmseg
+        path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs',
+                        config[len('mmseg::'):])
+        if not osp.isfile(path):
+            raise PruneError(
+                f'no model-zoo config named "{config}"; list them with '
+                f'`ls {osp.dirname(osp.dirname(path))}`')
+        return path
+    if not osp.isfile(config):
+        raise PruneError(f'config file "{config}" does not exist; pass a '
+                         'config path or a model-zoo name such as '
+                         'mmseg::deeplabv3/'
+                         'deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py')
+    return config
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None,
+                data_root: Optional[str] = None) -> Config:
+    """Load a config, apply ``--cfg-options`` and ``--data-root``.
+
+    Args:
+        config (str): Path or ``mmseg::`` model-zoo name.
+        cfg_options (dict, optional): Overrides, as ``DictAction`` parses.
+        data_root (str, optional): New data root of every dataset.
+
+    Returns:
+        Config: The config, with a complete ``pruning`` section.
+    """
+    path = resolve_config_path(config)
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as exc:  # noqa: BLE001 - any parse error
+        raise PruneError(f'cannot read config "{config}": '
+                         f'{type(exc).__name__}: {exc}') from exc
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' not in cfg:
+        raise PruneError(f'config "{config}" has no model; pass an mmseg '
+                         'segmentation config')
+    if data_root is not None:
+        set_data_root(cfg, data_root)
+    pruning = Config(DEFAULT_PRUNING)
+    pruning.merge_from_dict(cfg.get('pruning', {}))
+    cfg.pruning = pruning
+    return cfg
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Point every dataset of ``cfg`` (concatenated ones too) to one root."""
+    data_root = osp.abspath(data_root)
+
+    def visit(node):
+        if isinstance(node, dict):
+            if 'data_root' in node:
+                node['data_root'] = data_root
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+
+    if 'data_root' in cfg:
+        cfg.data_root = data_root
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(key) is not None:
+            visit(cfg[key])
+
+
+def dataset_roots(dataset_cfg) -> list:
+    """Every ``data_root`` of a dataset config, nested ones included."""
+    roots = []
+    if isinstance(dataset_cfg, dict):
+        if dataset_cfg.get('data_root') is not None:
+            roots.append(dataset_cfg['data_root'])
+        for value in dataset_cfg.values():
+            roots += dataset_roots(value)
+    elif isinstance(dataset_cfg, (list, tuple)):
+        for value in dataset_cfg:
+            roots += dataset_roots(value)
+    return roots
+
+
+def check_data(cfg: Config, split: str = 'train_dataloader') -> None:
+    """Raise a clear error when a dataset root of ``split`` is missing."""
+    loader = cfg.get(split)
+    if loader is None:
+        raise PruneError(f'the config has no {split}; this step needs data')
+    for root in dataset_roots(loader):
+        if not osp.isdir(root):
+            raise PruneError(
+                f'dataset root "{root}" does not exist. Download the dataset '
+                'as mmseg\'s docs/en/user_guides/2_dataset_prepare.md '
+                'describes and pass --data-root DIR, or run on generated '
+                'data: python tools/make_demo_data.py data/demo, then '
+                '--data-root data/demo')
+
+
+def default_input_shape(cfg: Config) -> Sequence[int]:
+    """(H, W) to count FLOPs at: the preprocessor's size or the crop size."""
+    size = cfg.model.get('data_preprocessor', {}).get('size') or \
+        cfg.get('crop_size')
+    if size is None and cfg.model.get('type') == 'PrunedSegmentor':
+        size = cfg.model.architecture.get('data_preprocessor',
+                                          {}).get('size')
+    if size is None:
+        raise PruneError('the config sets no crop size; pass --input-shape '
+                         'H W')
+    return [int(s) for s in size]
+
+
+def work_dir_for(config: str) -> str:
+    """``work_dirs/<config name>``, as mmseg's tools name it."""
+    name = osp.splitext(osp.basename(config.split('::')[-1]))[0]
+    return osp.join('work_dirs', name)
+
+
+def readable_file(path: str, what: str) -> str:
+    """Return ``path`` or raise a clear error if it cannot be read."""
+    if not osp.isfile(path) or not os.access(path, os.R_OK):
+        raise PruneError(f'{what} "{path}" does not exist or is not '
+                         'readable; check the path')
+    return path

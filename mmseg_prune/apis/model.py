@@ -1,0 +1,100 @@
+"""Building segmentors from configs and loading their weights safely."""
+import copy
+import warnings
+from typing import Optional
+
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+
+from ..models import strip_pretrained
+from ..structure import check_segmentor
+from ..utils.cli import quiet_logger
+from ..utils.errors import PruneError
+from ..utils.safe_globals import load_checkpoint_file
+from .config import readable_file
+
+
+def dense_architecture(cfg: Config) -> dict:
+    """The dense model config, also for a config of a pruned model."""
+    model = cfg.model
+    if model.get('type') == 'PrunedSegmentor':
+        model = model.architecture
+    return copy.deepcopy(dict(model.to_dict() if hasattr(model, 'to_dict')
+                              else model))
+
+
+def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
+                    dense: bool = False) -> nn.Module:
+    """Build the config's segmentor on the CPU, SyncBN reverted to BN.
+
+    Args:
+        cfg (Config): The config (dense or pruned).
+        checkpoint (str, optional): Weights to load. Without them the model
+            keeps its initial weights (a pretrained backbone is not fetched).
+        dense (bool): Build the dense architecture of a pruned config.
+
+    Returns:
+        nn.Module: The segmentor, in eval mode.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model_cfg = dense_architecture(cfg) if dense else cfg.model
+    try:
+        model = MODELS.build(strip_pretrained(model_cfg))
+    except PruneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        raise PruneError(f'cannot build the config\'s model: '
+                         f'{type(exc).__name__}: {exc}') from exc
+    check_segmentor(model)
+    model = revert_sync_batchnorm(model)
+    if checkpoint is not None:
+        load_weights(model, checkpoint, cfg)
+    else:
+        with warnings.catch_warnings(), quiet_logger():
+            warnings.simplefilter('ignore')
+            model.init_weights()
+    return model.eval()
+
+
+def load_weights(model: nn.Module, checkpoint: str, cfg: Config) -> dict:
+    """Load ``checkpoint`` into ``model``, refusing weights that do not fit.
+
+    Returns:
+        dict: The checkpoint's meta.
+    """
+    readable_file(checkpoint, 'checkpoint')
+    try:
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        raise PruneError(f'cannot read checkpoint "{checkpoint}": '
+                         f'{type(exc).__name__}: {exc}') from exc
+    if not isinstance(ckpt, dict):
+        raise PruneError(f'"{checkpoint}" is not a model checkpoint')
+    meta = ckpt.get('meta') or {}
+    state = ckpt.get('state_dict', ckpt)
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    is_pruned_cfg = cfg.model.get('type') == 'PrunedSegmentor'
+    if 'pruned_structure' in meta and not is_pruned_cfg:
+        raise PruneError(
+            f'"{checkpoint}" holds a pruned model but the config is a dense '
+            'one; pass the pruned_config.py written next to the checkpoint')
+    own = model.state_dict()
+    wrong = [(k, list(v.shape), list(own[k].shape)) for k, v in state.items()
+             if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
+    matched = sum(k in own for k in state)
+    if wrong or matched < len(own) // 2:
+        detail = (f'{len(wrong)} tensors differ in shape (e.g. {wrong[0][0]}: '
+                  f'checkpoint {wrong[0][1]}, model {wrong[0][2]})'
+                  if wrong else
+                  f'only {matched} of the model\'s {len(own)} tensors are in '
+                  'it')
+        raise PruneError(
+            f'checkpoint "{checkpoint}" does not fit the config\'s model: '
+            f'{detail}; pass the checkpoint trained with this config (for a '
+            'pruned model, its pruned_config.py)')
+    model.load_state_dict(state, strict=False)
+    return meta

@@ -1,0 +1,213 @@
+"""Prune a segmentor to a FLOPs budget and save it as an mmseg model."""
+import copy
+import datetime
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+
+from ..analysis import Complexity, count_complexity
+from ..budget import FlopsBudget
+from ..criteria import CRITERIA_ALIASES, BaseCriterion
+from ..registry import PRUNING_CRITERIA
+from ..structure import (SegmentorGraph, extract_architecture,
+                         forward_all_heads)
+from ..utils.errors import PruneError
+from ..utils.io import atomic_torch_save, atomic_write_text
+from ..version import __version__
+from .model import build_segmentor, dense_architecture
+
+
+def build_criterion(criterion) -> BaseCriterion:
+    """A criterion from a short name (``'l1'``), a type name or a dict."""
+    if isinstance(criterion, BaseCriterion):
+        return criterion
+    cfg = dict(type=criterion) if isinstance(criterion, str) else \
+        dict(criterion)
+    cfg['type'] = CRITERIA_ALIASES.get(cfg['type'], cfg['type'])
+    if cfg['type'] not in PRUNING_CRITERIA.module_dict:
+        known = ', '.join(sorted(CRITERIA_ALIASES))
+        raise PruneError(f'unknown criterion "{criterion}"; choose one of '
+                         f'{known} (or a registered type name)')
+    return PRUNING_CRITERIA.build(cfg)
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune_segmentor` produced.
+
+    Attributes:
+        model (nn.Module): The physically pruned segmentor.
+        keep (dict[str, Tensor]): Group name -> kept channel indices.
+        dense (Complexity): Count of the dense model.
+        pruned (Complexity): Count of the pruned model.
+        layers (dict[str, list[int]]): Conv/linear layer -> [kept, total]
+            output channels.
+    """
+    model: nn.Module
+    keep: Dict[str, torch.Tensor]
+    dense: Complexity
+    pruned: Complexity
+    layers: Dict[str, list] = field(default_factory=dict)
+
+    @property
+    def achieved_reduction(self) -> float:
+        return 1 - self.pruned.flops / self.dense.flops
+
+
+def _layer_table(dense: nn.Module, pruned: nn.Module) -> Dict[str, list]:
+    dense_modules = dict(dense.named_modules())
+    layers = {}
+    for name, module in pruned.named_modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            before = dense_modules[name]
+            out = 'out_channels' if hasattr(module, 'out_channels') else \
+                'out_features'
+            layers[name] = [getattr(module, out), getattr(before, out)]
+    return layers
+
+
+def _check_outputs(dense: nn.Module, pruned: nn.Module,
+                   input_shape: Sequence[int]) -> None:
+    """Every head's output keeps its shape after pruning."""
+    inputs = torch.randn(1, 3, *input_shape)
+    with torch.no_grad():
+        before = forward_all_heads(dense.eval(), inputs)
+        try:
+            after = forward_all_heads(pruned.eval(), inputs)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            raise PruneError(
+                f'the pruned model fails its forward ({type(exc).__name__}: '
+                f'{exc}); a module of this family uses channel counts the '
+                'dependency graph cannot see: add it to pruning.ignore')
+    from torch_pruning.utils import flatten_as_list
+    for b, a in zip(flatten_as_list(before), flatten_as_list(after)):
+        if b.shape != a.shape:
+            raise PruneError(
+                f'pruning changed a head output from {tuple(b.shape)} to '
+                f'{tuple(a.shape)}; add the layer producing it to '
+                'pruning.ignore')
+
+
+def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
+                    input_shape: Sequence[int],
+                    batches: Optional[Iterable[dict]] = None,
+                    ignore: Sequence[str] = (),
+                    budget: Optional[dict] = None) -> PruneResult:
+    """Prune a dense segmentor so that it loses ``flops_reduction`` FLOPs.
+
+    The dense model is left untouched; the result is a pruned copy.
+
+    Args:
+        model (nn.Module): The segmentor (CPU, SyncBN reverted).
+        criterion: Criterion name, config dict or instance.
+        flops_reduction (float): Fraction of FLOPs (MACs) to remove.
+        input_shape (tuple[int, int]): (H, W) at which FLOPs are counted.
+        batches (Iterable[dict], optional): Calibration data for criteria
+            that need it.
+        ignore (Sequence[str]): Patterns of modules never to prune.
+        budget (dict, optional): Keyword arguments of
+            :class:`~mmseg_prune.budget.FlopsBudget`.
+
+    Returns:
+        PruneResult: The pruned model and its figures.
+    """
+    criterion = build_criterion(criterion)
+    budget = FlopsBudget(flops_reduction, **(budget or {}))
+    if criterion.requires_data and batches is None:
+        raise PruneError(f'criterion {type(criterion).__name__} needs data; '
+                         'give the config a train_dataloader (--data-root)')
+    graph = SegmentorGraph(model, input_shape, ignore)
+    dense = count_complexity(graph.model, input_shape)
+    scores = criterion(graph, batches if criterion.requires_data else None)
+    pruned_models = {}
+
+    def count_flops(keep):
+        candidate = copy.deepcopy(graph.model)
+        SegmentorGraph(candidate, input_shape, ignore).prune(keep)
+        flops = count_complexity(candidate, input_shape).flops
+        pruned_models[flops] = candidate
+        return flops
+
+    keep, flops = budget.select(graph, scores, dense, count_flops)
+    pruned = pruned_models[flops]
+    _check_outputs(graph.model, pruned, input_shape)
+    return PruneResult(
+        model=pruned,
+        keep=keep,
+        dense=dense,
+        pruned=count_complexity(pruned, input_shape),
+        layers=_layer_table(graph.model, pruned))
+
+
+def pruned_config(cfg: Config, architecture: dict, checkpoint: str) -> Config:
+    """The config of a pruned model: ``cfg`` with a ``PrunedSegmentor``.
+
+    Args:
+        cfg (Config): The config the model was pruned from.
+        architecture (dict): The pruned architecture.
+        checkpoint (str): Path of the pruned weights (set as ``load_from``).
+    """
+    out = copy.deepcopy(cfg)
+    out.model = dict(
+        type='PrunedSegmentor',
+        architecture=dense_architecture(cfg),
+        pruned_structure=architecture)
+    imports = dict(out.get('custom_imports') or {})
+    names = list(imports.get('imports', []))
+    if 'mmseg_prune' not in names:
+        names.append('mmseg_prune')
+    out.custom_imports = dict(imports, imports=names,
+                              allow_failed_imports=False)
+    out.load_from = osp.abspath(checkpoint)
+    out.pop('pruning', None)
+    return out
+
+
+def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
+                report: dict) -> Dict[str, str]:
+    """Write ``pruned.pth``, ``pruned_config.py`` and ``pruning_report.json``.
+
+    Every file is written atomically; the pruned structure is recorded
+    against the dense architecture of ``cfg``, so a model pruned twice still
+    rebuilds from the original dense config.
+
+    Returns:
+        dict[str, str]: Kind -> path of each file written.
+    """
+    import json
+    reference = build_segmentor(cfg, dense=True)
+    architecture = extract_architecture(reference, result.model)
+    paths = dict(
+        checkpoint=osp.join(work_dir, 'pruned.pth'),
+        config=osp.join(work_dir, 'pruned_config.py'),
+        report=osp.join(work_dir, 'pruning_report.json'))
+    meta = dict(
+        pruned_structure=architecture,
+        mmseg_prune_version=__version__,
+        time=datetime.datetime.now().isoformat(timespec='seconds'),
+        pruning=dict(report, layers=None))
+    out_cfg = pruned_config(cfg, architecture, paths['checkpoint'])
+    config_text = out_cfg.pretty_text
+    atomic_torch_save(
+        dict(meta=meta, state_dict=result.model.state_dict()),
+        paths['checkpoint'])
+    atomic_write_text(paths['config'], config_text)
+    atomic_write_text(paths['report'], json.dumps(report, indent=2))
+    return paths
+
+
+def build_report(result: PruneResult, criterion_name: str,
+                 flops_reduction: float) -> dict:
+    """The ``pruning_report.json`` content."""
+    return dict(
+        input_shape=list(result.dense.input_shape),
+        criterion=criterion_name,
+        flops_reduction=flops_reduction,
+        achieved_reduction=round(result.achieved_reduction, 6),
+        dense=dict(flops=result.dense.flops, params=result.dense.params),
+        pruned=dict(flops=result.pruned.flops, params=result.pruned.params),
+        layers=result.layers)

@@ -1,0 +1,262 @@
+"""Choose the channels to keep so that pruning removes an exact FLOPs share.
+
+The search ranks channels by their criterion scores, normalised within each
+group, and looks for the global threshold (or, in ``uniform`` mode, the
+per-group ratio) whose plan removes the requested fraction of the dense
+FLOPs (MACs). Each candidate plan is costed analytically: every conv, linear
+and norm layer keeps its dense FLOPs scaled by the share of its input and
+output channels that survive. The chosen plan is then applied to a copy of
+the model and counted with the real counter; the estimate's error is fed
+back into the target until the counted reduction is within tolerance.
+"""
+import math
+from typing import Callable, Dict, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from ..analysis.complexity import Complexity
+from ..structure.graph import SegmentorGraph
+from ..utils.errors import PruneError
+
+KeepPlan = Dict[str, torch.Tensor]
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def normalize_scores(scores: torch.Tensor, normalizer: str) -> torch.Tensor:
+    """Make scores of different groups comparable.
+
+    Args:
+        scores (Tensor): Scores of one group's channels.
+        normalizer (str | None): ``'mean'`` divides by the group's mean,
+            ``'max'`` by its maximum, ``'rank'`` replaces scores by their
+            rank in [0, 1], ``None`` keeps them as they are.
+    """
+    scores = scores.detach().double().cpu()
+    if normalizer is None:
+        return scores
+    if normalizer == 'rank':
+        ranks = torch.empty_like(scores)
+        ranks[scores.argsort()] = torch.arange(
+            len(scores), dtype=scores.dtype)
+        return ranks / max(len(scores) - 1, 1)
+    denom = {'mean': scores.mean, 'max': scores.max}[normalizer]().abs()
+    return scores / (denom + 1e-12)
+
+
+class FlopsEstimator:
+    """Analytic FLOPs of a keep plan, from one count of the dense model.
+
+    Args:
+        graph (SegmentorGraph): Groups of the dense model.
+        dense (Complexity): Count of the dense model.
+    """
+
+    def __init__(self, graph: SegmentorGraph, dense: Complexity):
+        counts = graph.channel_counts()
+        self.groups = graph.groups
+        self.totals = counts
+        self.module_flops = {}
+        self.counted_dims = {}
+        for name, _ in counts:
+            module = graph.modules[name]
+            self.module_flops[name] = dense.by_module.get(name, 0)
+            single = isinstance(module, _NORMS) or (
+                isinstance(module, nn.modules.conv._ConvNd)
+                and module.groups > 1 and module.groups == module.in_channels)
+            dims = {d for n, d in counts if n == name}
+            self.counted_dims[name] = (
+                {'out'} if single and 'out' in dims else dims)
+        self.dense_flops = dense.flops
+        self.dense_leaf = sum(self.module_flops.values())
+        self.member_idxs = [[(m.name, m.dim,
+                              torch.as_tensor(m.root_idxs, dtype=torch.long))
+                             for m in g.members] for g in self.groups]
+
+    def estimate(self, keep: KeepPlan) -> float:
+        """FLOPs (MACs) of the model pruned by ``keep``."""
+        removed = dict.fromkeys(self.totals, 0)
+        for group, members in zip(self.groups, self.member_idxs):
+            if group.name not in keep:
+                continue
+            kept = torch.zeros(group.size, dtype=torch.bool)
+            kept[keep[group.name]] = True
+            for name, dim, idxs in members:
+                removed[(name, dim)] += int((~kept[idxs]).sum())
+        leaf = 0.0
+        for name, flops in self.module_flops.items():
+            ratio = 1.0
+            for dim in self.counted_dims[name]:
+                total = self.totals[(name, dim)]
+                ratio *= max(total - removed[(name, dim)], 0) / total
+            leaf += flops * ratio
+        other = self.dense_flops - self.dense_leaf
+        return leaf + other * leaf / max(self.dense_leaf, 1)
+
+
+class FlopsBudget:
+    """Search the keep plan that removes ``flops_reduction`` of the FLOPs.
+
+    Args:
+        flops_reduction (float): Fraction of dense FLOPs (MACs) to remove,
+            in (0, 1).
+        mode (str): ``'global'``: one threshold over normalised scores of all
+            groups; ``'uniform'``: every group loses the same share of its
+            channels. Default: ``'global'``.
+        normalizer (str | None): See :func:`normalize_scores`.
+            Default: ``'mean'``.
+        min_keep (float | int): Fewest channels any group keeps: a fraction
+            of the group (float) or a count (int); at least 1.
+            Default: 0.05.
+        round_to (int | None): Keep a multiple of this many channels in
+            every group (capped at the group size). Default: None.
+        tolerance (float): Allowed gap between counted and requested
+            reduction. Default: 0.005 (half a percentage point).
+        max_rounds (int): Counted corrections at most. Default: 5.
+    """
+
+    def __init__(self, flops_reduction: float, mode: str = 'global',
+                 normalizer: Union[str, None] = 'mean',
+                 min_keep: Union[float, int] = 0.05,
+                 round_to: Union[int, None] = None,
+                 tolerance: float = 0.005, max_rounds: int = 5):
+        if not 0 < flops_reduction < 1:
+            raise PruneError(
+                f'flops_reduction must be in (0, 1), got {flops_reduction}; '
+                'pass e.g. --flops-reduction 0.5 to remove half the FLOPs')
+        if mode not in ('global', 'uniform'):
+            raise PruneError(f'budget mode must be "global" or "uniform", '
+                             f'got "{mode}"')
+        if normalizer not in (None, 'mean', 'max', 'rank'):
+            raise PruneError(f'normalizer must be mean, max, rank or None, '
+                             f'got "{normalizer}"')
+        self.flops_reduction = flops_reduction
+        self.mode = mode
+        self.normalizer = normalizer
+        self.min_keep = min_keep
+        self.round_to = round_to
+        self.tolerance = tolerance
+        self.max_rounds = max_rounds
+
+    def _min_keep(self, size: int) -> int:
+        if isinstance(self.min_keep, float):
+            return max(1, math.ceil(self.min_keep * size))
+        return max(1, min(int(self.min_keep), size))
+
+    def _plan(self, scores: Dict[str, torch.Tensor],
+              counts: Dict[str, int]) -> KeepPlan:
+        plan = {}
+        for name, count in counts.items():
+            group_scores = scores[name]
+            size = len(group_scores)
+            count = max(count, self._min_keep(size))
+            if self.round_to:
+                count = math.ceil(count / self.round_to) * self.round_to
+            kept = torch.zeros(size, dtype=torch.bool)
+            kept[group_scores.topk(min(count, size)).indices] = True
+            # min_keep holds for every layer of the group, not only the
+            # group: a concatenation's inputs are layers of their own.
+            for segment in self._segments.get(name, ()):
+                need = self._min_keep(len(segment)) - int(kept[segment].sum())
+                if need > 0:
+                    missing = segment[~kept[segment]]
+                    best = group_scores[missing].topk(need).indices
+                    kept[missing[best]] = True
+            plan[name] = kept.nonzero().flatten()
+        return plan
+
+    def _plan_at(self, scores, level: float) -> KeepPlan:
+        """Plan at a threshold (global) or pruned share (uniform)."""
+        if self.mode == 'global':
+            counts = {n: int((s > level).sum()) for n, s in scores.items()}
+        else:
+            counts = {n: len(s) - int(math.floor(level * len(s)))
+                      for n, s in scores.items()}
+        return self._plan(scores, counts)
+
+    def _search(self, scores, estimator: FlopsEstimator,
+                target: float) -> Tuple[KeepPlan, float]:
+        """Plan whose estimated reduction is closest to ``target``."""
+        dense = estimator.dense_flops
+
+        def reduction(level):
+            return 1 - estimator.estimate(self._plan_at(scores, level)) / dense
+
+        if self.mode == 'global':
+            levels = torch.cat(list(scores.values())).unique().tolist()
+            levels = [levels[0] - 1] + levels  # first level keeps everything
+        else:
+            steps = 2000
+            levels = [i / steps for i in range(steps)]
+        lo, hi = 0, len(levels) - 1
+        if reduction(levels[hi]) < target:
+            lo = hi
+        while lo < hi:  # first level whose reduction reaches the target
+            mid = (lo + hi) // 2
+            if reduction(levels[mid]) >= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        candidates = [levels[i] for i in {max(lo - 1, 0), lo}]
+        best = min(candidates, key=lambda lv: abs(reduction(lv) - target))
+        return self._plan_at(scores, best), reduction(best)
+
+    def select(self, graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
+               dense: Complexity,
+               count_flops: Callable[[KeepPlan], int]) -> Tuple[KeepPlan, int]:
+        """Find the plan and return it with its counted FLOPs.
+
+        Args:
+            graph (SegmentorGraph): Groups of the dense model.
+            scores (dict[str, Tensor]): Group name -> channel scores.
+            dense (Complexity): Count of the dense model.
+            count_flops (callable): Keep plan -> FLOPs (MACs) counted on a
+                model pruned by it.
+
+        Returns:
+            tuple[dict, int]: The keep plan and its counted FLOPs.
+        """
+        missing = [g.name for g in graph.groups if g.name not in scores]
+        if missing:
+            raise PruneError(f'the criterion gave no scores for groups '
+                             f'{missing[:3]}...')
+        scores = {
+            g.name: normalize_scores(scores[g.name], self.normalizer)
+            for g in graph.groups
+        }
+        estimator = FlopsEstimator(graph, dense)
+        self._segments = {
+            g.name: [
+                torch.as_tensor(r, dtype=torch.long) for r in sorted(
+                    {tuple(sorted(set(m.root_idxs)))
+                     for m in g.members if m.dim == 'out'})
+                if len(r) < g.size
+            ]
+            for g in graph.groups
+        }
+        smallest = estimator.estimate(
+            self._plan(scores, dict.fromkeys(scores, 0)))
+        if 1 - smallest / dense.flops < self.flops_reduction - self.tolerance:
+            raise PruneError(
+                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
+                f'reach: keeping min_keep={self.min_keep} channels per group '
+                f'still leaves {smallest / dense.flops:.1%} of the FLOPs '
+                '(protected layers such as classifiers are never pruned); '
+                'lower --flops-reduction or min_keep')
+        target = self.flops_reduction
+        best = None
+        for _ in range(self.max_rounds):
+            plan, _ = self._search(scores, estimator, target)
+            flops = count_flops(plan)
+            achieved = 1 - flops / dense.flops
+            if best is None or abs(achieved - self.flops_reduction) < abs(
+                    best[2] - self.flops_reduction):
+                best = (plan, flops, achieved)
+            if abs(achieved - self.flops_reduction) <= self.tolerance:
+                return plan, flops
+            target += self.flops_reduction - achieved
+        raise PruneError(
+            f'could not reach a FLOPs reduction of '
+            f'{self.flops_reduction:.1%} within ±{self.tolerance:.1%}: the '
+            f'closest plan removes {best[2]:.1%}; groups are too coarse at '
+            'this setting, so try another --flops-reduction or round_to')

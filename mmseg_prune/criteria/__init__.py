@@ -1,0 +1,19 @@
+from .base import BaseCriterion, reduce_members
+from .magnitude import (BNScaleCriterion, FPGMCriterion, L1Criterion,
+                        RandomCriterion)
+from .taylor import TaylorCriterion
+
+#: Short names accepted by ``--criterion``.
+CRITERIA_ALIASES = {
+    'random': 'RandomCriterion',
+    'l1': 'L1Criterion',
+    'bn_scale': 'BNScaleCriterion',
+    'fpgm': 'FPGMCriterion',
+    'taylor': 'TaylorCriterion',
+}
+
+__all__ = [
+    'BaseCriterion', 'reduce_members', 'RandomCriterion', 'L1Criterion',
+    'BNScaleCriterion', 'FPGMCriterion', 'TaylorCriterion',
+    'CRITERIA_ALIASES'
+]

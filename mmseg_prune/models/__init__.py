@@ -1,0 +1,3 @@
+from .pruned_segmentor import PrunedSegmentor, strip_pretrained
+
+__all__ = ['PrunedSegmentor', 'strip_pretrained']

@@ -1,0 +1,80 @@
+"""Build a pruned segmentor from its dense config and pruned architecture."""
+import copy
+
+from mmseg.registry import MODELS
+
+from ..structure.architecture import apply_architecture
+from ..utils.errors import PruneError
+
+
+def strip_pretrained(cfg):
+    """Drop ``pretrained`` and ``init_cfg=dict(type='Pretrained')`` entries.
+
+    Dense pretrained weights cannot load into pruned layers, and the pruned
+    weights come from the pruned checkpoint anyway.
+    """
+    if isinstance(cfg, dict):
+        out = {}
+        for key, value in cfg.items():
+            if key == 'pretrained':
+                value = None
+            elif key == 'init_cfg' and isinstance(value, dict) and \
+                    value.get('type') == 'Pretrained':
+                value = None
+            out[key] = strip_pretrained(value)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return [strip_pretrained(v) for v in cfg]
+    return cfg
+
+
+def _check_loaded_shapes(pruned_modules):
+    """A load pre-hook refusing weights of another architecture."""
+
+    def hook(module, state_dict, prefix, *args):
+        own = module.state_dict()
+        wrong = [(k, list(v.shape), list(own[k].shape))
+                 for k, v in state_dict.items()
+                 if k in own and hasattr(v, 'shape')
+                 and v.shape != own[k].shape
+                 and k.rsplit('.', 1)[0] in pruned_modules]
+        if wrong:
+            key, got, want = wrong[0]
+            raise PruneError(
+                f'the checkpoint does not fit this pruned model: '
+                f'{len(wrong)} pruned tensors differ in shape (e.g. {key}: '
+                f'checkpoint {got}, model {want}); load the pruned.pth '
+                'written together with this pruned_config.py')
+
+    return hook
+
+
+@MODELS.register_module()
+def PrunedSegmentor(architecture, pruned_structure, **overrides):
+    """Build ``architecture`` and resize it to ``pruned_structure``.
+
+    The result is the plain segmentor that ``architecture`` describes
+    (an ``EncoderDecoder``, say), with smaller layers, so its state dict,
+    training and inference are those of any mmseg model.
+
+    Args:
+        architecture (dict): The dense model config.
+        pruned_structure (dict): The pruned architecture, as recorded by
+            :func:`mmseg_prune.structure.extract_architecture`.
+        **overrides: Keys set on ``architecture`` before building (mmseg's
+            ``init_model`` sets ``train_cfg`` and ``pretrained``, for
+            example).
+
+    Returns:
+        nn.Module: The pruned segmentor.
+    """
+    if not isinstance(architecture, dict) or 'type' not in architecture:
+        raise PruneError('PrunedSegmentor needs architecture=<the dense '
+                         'model config dict>')
+    cfg = copy.deepcopy(dict(architecture))
+    cfg.update(overrides)
+    model = MODELS.build(strip_pretrained(cfg))
+    apply_architecture(model, pruned_structure)
+    model._register_load_state_dict_pre_hook(
+        _check_loaded_shapes(set(pruned_structure)), with_module=True)
+    return model

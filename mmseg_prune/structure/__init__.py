@@ -1,0 +1,9 @@
+from .architecture import apply_architecture, extract_architecture
+from .graph import (ChannelGroup, GroupMember, SegmentorGraph,
+                    auxiliary_heads, check_segmentor, forward_all_heads)
+
+__all__ = [
+    'apply_architecture', 'extract_architecture', 'ChannelGroup',
+    'GroupMember', 'SegmentorGraph', 'auxiliary_heads', 'check_segmentor',
+    'forward_all_heads'
+]

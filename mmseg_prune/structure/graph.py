@@ -1,0 +1,253 @@
+"""Channel dependencies of an mmseg segmentor in its training topology."""
+import fnmatch
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+from mmengine.model import revert_sync_batchnorm
+from torch_pruning.utils import flatten_as_list
+
+from ..utils.errors import PruneError
+
+#: Modules whose output channels are never pruned: the class classifiers.
+CLASSIFIER_PATTERNS = ('*conv_seg', '*.fc_seg', '*conv_seg_*')
+
+
+def auxiliary_heads(segmentor: nn.Module) -> List[nn.Module]:
+    """The segmentor's auxiliary heads as a list (empty when it has none)."""
+    aux = getattr(segmentor, 'auxiliary_head', None)
+    if aux is None:
+        return []
+    return list(aux) if isinstance(aux, nn.ModuleList) else [aux]
+
+
+def forward_all_heads(segmentor: nn.Module, inputs: torch.Tensor) -> list:
+    """Run backbone, neck, decode head(s) and every auxiliary head.
+
+    mmseg's ``mode='tensor'`` forward skips auxiliary heads, so a graph
+    traced through it would prune their inputs without fixing them up. This
+    forward covers the training topology instead; the data preprocessor is
+    bypassed (``inputs`` is already a normalized batch).
+
+    Args:
+        segmentor (nn.Module): An ``EncoderDecoder``-like segmentor.
+        inputs (Tensor): Images of shape (N, 3, H, W).
+
+    Returns:
+        list: The raw outputs of every head.
+    """
+    feats = segmentor.extract_feat(inputs)
+    heads = segmentor.decode_head
+    outputs = []
+    if isinstance(heads, nn.ModuleList):  # CascadeEncoderDecoder
+        out = heads[0].forward(feats)
+        outputs.append(out)
+        for head in heads[1:]:
+            out = head.forward(feats, out)
+            outputs.append(out)
+    else:
+        outputs.append(heads.forward(feats))
+    for head in auxiliary_heads(segmentor):
+        outputs.append(head.forward(feats))
+    return outputs
+
+
+def check_segmentor(model: nn.Module) -> None:
+    """Raise :class:`PruneError` unless ``model`` is an encoder-decoder."""
+    from mmseg.models.segmentors import BaseSegmentor
+    if not (isinstance(model, BaseSegmentor) and hasattr(model, 'decode_head')
+            and hasattr(model, 'extract_feat')):
+        raise PruneError(
+            f'the config\'s model is a {type(model).__name__}, not an mmseg '
+            'encoder-decoder segmentor; use a config whose model type is '
+            'EncoderDecoder or CascadeEncoderDecoder')
+
+
+class GroupMember(NamedTuple):
+    """One module a group resizes.
+
+    Attributes:
+        name (str): Module name.
+        dim (str): ``'out'`` or ``'in'``: which of its channels.
+        idxs (list[int]): The module's channel indices in the group.
+        root_idxs (list[int]): The group channel each of them belongs to.
+    """
+    name: str
+    dim: str
+    idxs: List[int]
+    root_idxs: List[int]
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be pruned together, and where they live.
+
+    Attributes:
+        name (str): Name of the root module (a conv or linear layer whose
+            output channels the group prunes).
+        size (int): Number of channels in the group.
+        members (list[GroupMember]): Every module the group resizes.
+        tp_group: The torch-pruning group with full indices, which
+            torch-pruning's importance estimators accept.
+    """
+    name: str
+    size: int
+    members: List['GroupMember'] = field(repr=False)
+    tp_group: object = field(repr=False)
+
+    @property
+    def out_modules(self) -> List[str]:
+        """Modules whose output channels this group removes."""
+        return [m.name for m in self.members if m.dim == 'out']
+
+
+class SegmentorGraph:
+    """Coupled channel groups of a segmentor, built with torch-pruning.
+
+    The segmentor is put on the CPU, its SyncBN layers are reverted to BN
+    (so the graph can be traced without a process group) and it is traced
+    through :func:`forward_all_heads`, so residual adds, concatenations
+    (ASPP, PPM, HRNet fusion), depthwise and grouped convs and norm layers
+    couple channels across backbone, neck and every head.
+
+    Args:
+        segmentor (nn.Module): The segmentor. It is modified in place when
+            SyncBN is reverted: use :attr:`model` afterwards.
+        input_shape (tuple[int, int]): (H, W) of the tracing input.
+        ignore (Sequence[str]): ``fnmatch`` patterns of module names whose
+            output channels are never pruned, added to the classifiers.
+    """
+
+    def __init__(self, segmentor: nn.Module, input_shape: Sequence[int],
+                 ignore: Sequence[str] = ()):
+        check_segmentor(segmentor)
+        self.model = revert_sync_batchnorm(segmentor).cpu().eval()
+        self.input_shape = tuple(input_shape)
+        self.module_names = {m: n for n, m in self.model.named_modules()}
+        self.modules = dict(self.model.named_modules())
+        unknown = [p for p in ignore
+                   if not any(fnmatch.fnmatch(n, p) for n in self.modules)]
+        if unknown:
+            raise PruneError(
+                f'ignore pattern(s) {unknown} match no module of the model; '
+                'patterns are fnmatch globs over module names such as '
+                '"decode_head.bottleneck*"')
+        self.protected = self._find_protected(tuple(ignore))
+        self.dependency_graph = self._trace()
+        self.groups = self._collect_groups()
+
+    def example_inputs(self) -> torch.Tensor:
+        return torch.randn(1, 3, *self.input_shape)
+
+    def _find_protected(self, ignore: Tuple[str, ...]) -> List[str]:
+        """Classifiers, user patterns, and modules producing head outputs."""
+        patterns = CLASSIFIER_PATTERNS + ignore
+        protected = {
+            name for name in self.modules
+            if any(fnmatch.fnmatch(name, p) for p in patterns)
+        }
+        produced = {}
+        hooks = [
+            m.register_forward_hook(
+                lambda mod, inp, out: produced.__setitem__(id(out), mod))
+            for m in self.modules.values() if not list(m.children())
+        ]
+        try:
+            with torch.no_grad():
+                outputs = forward_all_heads(self.model, self.example_inputs())
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            raise PruneError(
+                f'the segmentor\'s forward fails at input shape '
+                f'{self.input_shape}: {type(exc).__name__}: {exc}; try '
+                'another --input-shape') from exc
+        finally:
+            for h in hooks:
+                h.remove()
+        for out in flatten_as_list(outputs):
+            if id(out) in produced:
+                protected.add(self.module_names[produced[id(out)]])
+        return sorted(protected)
+
+    def _trace(self) -> tp.DependencyGraph:
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            try:
+                return tp.DependencyGraph().build_dependency(
+                    self.model, self.example_inputs(),
+                    forward_fn=forward_all_heads, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - reported to the user
+                raise PruneError(
+                    'cannot trace the channel dependencies of this model '
+                    f'({type(exc).__name__}: {exc}); this model family is '
+                    'not supported yet') from exc
+
+    def _collect_groups(self) -> List[ChannelGroup]:
+        dg = self.dependency_graph
+        protected = [self.modules[n] for n in self.protected]
+        groups = []
+        for tp_group in dg.get_all_groups(ignored_layers=protected):
+            members = []
+            for item in tp_group.items:
+                module = item.dep.target.module
+                name = self.module_names.get(module)
+                if name is None:  # torch-pruning's placeholder op nodes
+                    continue
+                dim = 'out' if dg.is_out_channel_pruning_fn(
+                    item.dep.handler) else 'in'
+                members.append(
+                    GroupMember(name, dim, list(item.idxs),
+                                list(item.root_idxs)))
+            if any(isinstance(self.modules[m.name], nn.MultiheadAttention)
+                   for m in members):
+                # Pruning arbitrary embedding channels would re-mix heads.
+                continue
+            root = tp_group[0].dep.target.module
+            groups.append(
+                ChannelGroup(
+                    name=self.module_names[root],
+                    size=len(tp_group[0].idxs),
+                    members=members,
+                    tp_group=tp_group))
+        if not groups:
+            raise PruneError(
+                'found no prunable channel group in this model; every conv '
+                'or linear layer is protected or untraceable')
+        return groups
+
+    def channel_counts(self) -> Dict[Tuple[str, str], int]:
+        """Current (module name, 'out'|'in') -> number of channels."""
+        dg = self.dependency_graph
+        counts = {}
+        for group in self.groups:
+            for name, dim, _, _ in group.members:
+                module = self.modules[name]
+                get = dg.get_out_channels if dim == 'out' else \
+                    dg.get_in_channels
+                counts[(name, dim)] = get(module)
+        return counts
+
+    def prune(self, keep: Dict[str, torch.Tensor]) -> None:
+        """Physically remove every channel not kept, in place.
+
+        Args:
+            keep (dict[str, Tensor]): Group name -> indices of the channels to
+                keep. Groups not named keep all their channels.
+        """
+        dg = self.dependency_graph
+        for group in self.groups:
+            if group.name not in keep:
+                continue
+            kept = set(int(i) for i in keep[group.name])
+            removed = [i for i in range(group.size) if i not in kept]
+            if not removed:
+                continue
+            if len(removed) == group.size:
+                raise PruneError(f'the plan removes every channel of '
+                                 f'{group.name}; raise min_keep')
+            root = self.modules[group.name]
+            pruner = dg.get_pruner_of_module(root)
+            dg.get_pruning_group(root, pruner.prune_out_channels,
+                                 removed).prune()

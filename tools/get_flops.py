@@ -1,0 +1,68 @@
+"""FLOPs (MACs), parameters and CPU latency of an mmseg segmentor.
+
+Counts one image of shape 1x3xHxW through the inference path (no auxiliary
+head), as mmseg's tools/analysis_tools/get_flops.py does, with the same
+counter (mmengine.analysis), and prints a per-stage breakdown. Works for dense
+configs and for the pruned_config.py that tools/prune.py writes.
+
+Example:
+    python tools/get_flops.py work_dirs/demo/pruned_config.py \
+        --checkpoint work_dirs/demo/pruned.pth --shape 512 512 --latency
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+from prettytable import PrettyTable
+
+from mmseg_prune.analysis import count_complexity, measure_latency
+from mmseg_prune.apis import build_segmentor, default_input_shape, load_config
+from mmseg_prune.utils.cli import human, run_cli
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description='FLOPs (MACs), params and latency of a segmentor.')
+    parser.add_argument('config', help='config path or mmseg::NAME')
+    parser.add_argument('--checkpoint', help='weights (for a pruned config '
+                        'the shapes come from the config anyway)')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input shape (default: the config crop size)')
+    parser.add_argument('--latency', action='store_true',
+                        help='also time inference on the CPU')
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed runs for --latency (median reported)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def stage_table(complexity) -> PrettyTable:
+    """FLOPs (MACs) of the top-level modules and their children."""
+    table = PrettyTable(['module', 'FLOPs (MACs)', 'share'])
+    table.align['module'] = 'l'
+    total = complexity.flops
+    for name, flops in complexity.by_module.items():
+        if name and name.count('.') <= 1 and flops > 0:
+            table.add_row([name, human(flops), f'{flops / total:.1%}'])
+    return table
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    shape = args.shape or default_input_shape(cfg)
+    model = build_segmentor(cfg, args.checkpoint)
+    complexity = count_complexity(model, shape)
+    print(stage_table(complexity))
+    summary = PrettyTable(['input shape', 'FLOPs (MACs)', 'Params'])
+    summary.add_row([f'1x3x{shape[0]}x{shape[1]}', human(complexity.flops),
+                     human(complexity.params)])
+    if args.latency:
+        latency = measure_latency(model, shape, runs=args.runs)
+        summary.add_column('CPU latency (median)', [f'{latency:.1f} ms'])
+    print(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

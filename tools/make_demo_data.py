@@ -1,0 +1,30 @@
+"""Write a small synthetic dataset in the PASCAL VOC 2012 (+aug) layout.
+
+Example:
+    python tools/make_demo_data.py data/demo --num 40 --seed 0
+    python tools/prune.py mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py \
+        --data-root data/demo
+"""
+import argparse
+import sys
+
+from mmseg_prune.datasets import make_demo_dataset
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('root', help='output folder (the VOC2012 data root)')
+    parser.add_argument('--num', type=int, default=40, help='images')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    args = parser.parse_args(argv)
+    if args.num < 2:
+        print('error: --num must be at least 2', file=sys.stderr)
+        return 2
+    counts = make_demo_dataset(args.root, args.num, args.seed)
+    print(f'wrote {args.num} images to {args.root}: ' +
+          ', '.join(f'{k} {v}' for k, v in counts.items()))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Prune an mmseg segmentor to a FLOPs budget.
+
+Writes WORK_DIR/pruned.pth, WORK_DIR/pruned_config.py (a complete config that
+mmseg's tools/test.py, tools/train.py and mmseg.apis accept) and
+WORK_DIR/pruning_report.json, and prints what was gained.
+
+Example:
+    python tools/prune.py mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py \
+        --checkpoint dense.pth --criterion l1 --flops-reduction 0.5
+"""
+import argparse
+import itertools
+import sys
+import warnings
+
+from mmengine.config import DictAction
+
+from mmseg_prune.apis import (build_criterion, build_report, build_segmentor,
+                              check_data, default_input_shape, load_config,
+                              prune_segmentor, save_pruned, work_dir_for)
+from mmseg_prune.apis.report import layers_table, summary_table
+from mmseg_prune.utils import PruneError
+from mmseg_prune.utils.cli import run_cli
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description='Prune an mmseg segmentor to a FLOPs budget.')
+    parser.add_argument('config', help='config path or mmseg::NAME')
+    parser.add_argument('--checkpoint', help='weights of the dense model')
+    parser.add_argument('--work-dir', help='output folder '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--criterion', help='random, l1, bn_scale, fpgm, '
+                        'taylor (default: the config\'s pruning.criterion, '
+                        'else l1)')
+    parser.add_argument('--flops-reduction', type=float,
+                        help='fraction of FLOPs (MACs) to remove, in (0, 1)')
+    parser.add_argument('--input-shape', type=int, nargs=2,
+                        metavar=('H', 'W'), help='input at which FLOPs are '
+                        'counted (default: the config\'s crop size)')
+    parser.add_argument('--data-root', help='data root of every dataset')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. '
+                        'pruning.budget.mode=uniform')
+    return parser.parse_args(argv)
+
+
+def calibration_batches(cfg, num_batches):
+    """The first ``num_batches`` batches of the config's train dataloader."""
+    from mmengine.runner import Runner
+    check_data(cfg)
+    loader_cfg = cfg.train_dataloader.copy()
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    try:
+        loader = Runner.build_dataloader(loader_cfg, seed=0)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        raise PruneError(f'cannot build the train dataloader: '
+                         f'{type(exc).__name__}: {exc}') from exc
+    return list(itertools.islice(loader, num_batches))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
+    pruning = cfg.pruning
+    criterion_name = args.criterion or pruning.criterion
+    criterion = build_criterion(criterion_name)
+    flops_reduction = args.flops_reduction or pruning.flops_reduction
+    if not 0 < flops_reduction < 1:
+        raise PruneError(f'--flops-reduction must be in (0, 1), got '
+                         f'{flops_reduction}; e.g. 0.5 removes half')
+    input_shape = args.input_shape or pruning.input_shape or \
+        default_input_shape(cfg)
+    work_dir = args.work_dir or work_dir_for(args.config)
+    if args.checkpoint is None:
+        warnings.warn('no --checkpoint given: pruning the initial weights; '
+                      'scores then mean little, pass trained weights')
+    model = build_segmentor(cfg, args.checkpoint)
+    batches = None
+    if criterion.requires_data:
+        print(f'collecting {pruning.calibration_batches} calibration batches')
+        batches = calibration_batches(cfg, pruning.calibration_batches)
+    print(f'pruning {flops_reduction:.0%} of the FLOPs (MACs) at input '
+          f'1x3x{input_shape[0]}x{input_shape[1]} with {criterion_name}')
+    result = prune_segmentor(model, criterion, flops_reduction, input_shape,
+                             batches=batches, ignore=pruning.ignore,
+                             budget=dict(pruning.budget))
+    report = build_report(result, str(criterion_name), flops_reduction)
+    paths = save_pruned(result, cfg, work_dir, report)
+    print(layers_table(result.layers))
+    print(summary_table(report))
+    for kind, path in paths.items():
+        print(f'{kind:>10}: {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
