@@ -8,4 +8,5 @@ from mmengine.registry import Registry
 
 #: Channel importance criteria (:class:`~mmseg_prune.criteria.BaseCriterion`).
 PRUNING_CRITERIA = Registry(
-    'pruning criterion', locations=['mmseg_prune.criteria'])
+    'pruning criterion', scope='mmseg_prune',
+    locations=['mmseg_prune.criteria'])

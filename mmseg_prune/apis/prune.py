@@ -32,6 +32,7 @@ def build_criterion(criterion) -> BaseCriterion:
         known = ', '.join(sorted(CRITERIA_ALIASES))
         raise PruneError(f'unknown criterion "{criterion}"; choose one of '
                          f'{known} (or a registered type name)')
+    cfg['_scope_'] = 'mmseg_prune'
     return PRUNING_CRITERIA.build(cfg)
 
 
@@ -149,20 +150,23 @@ def pruned_config(cfg: Config, architecture: dict, checkpoint: str) -> Config:
     Args:
         cfg (Config): The config the model was pruned from.
         architecture (dict): The pruned architecture.
-        checkpoint (str): Path of the pruned weights (set as ``load_from``).
+        checkpoint (str): Path of the pruned weights, which the model loads
+            when it is built (``model.pruned_weights``).
     """
     out = copy.deepcopy(cfg)
     out.model = dict(
         type='PrunedSegmentor',
         architecture=dense_architecture(cfg),
-        pruned_structure=architecture)
+        pruned_structure=architecture,
+        pruned_weights=osp.abspath(checkpoint))
     imports = dict(out.get('custom_imports') or {})
     names = list(imports.get('imports', []))
     if 'mmseg_prune' not in names:
         names.append('mmseg_prune')
     out.custom_imports = dict(imports, imports=names,
                               allow_failed_imports=False)
-    out.load_from = osp.abspath(checkpoint)
+    out.load_from = None
+    out.resume = False
     out.pop('pruning', None)
     return out
 

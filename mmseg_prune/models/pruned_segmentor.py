@@ -1,6 +1,9 @@
 """Build a pruned segmentor from its dense config and pruned architecture."""
 import copy
+import os.path as osp
+import warnings
 
+from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
 from ..structure.architecture import apply_architecture
@@ -22,7 +25,7 @@ def strip_pretrained(cfg):
                     value.get('type') == 'Pretrained':
                 value = None
             out[key] = strip_pretrained(value)
-        return out
+        return ConfigDict(out)
     if isinstance(cfg, (list, tuple)):
         return [strip_pretrained(v) for v in cfg]
     return cfg
@@ -49,8 +52,32 @@ def _check_loaded_shapes(pruned_modules):
     return hook
 
 
+def _load_pruned_weights(model, path):
+    """Start from the pruned weights; the runner then skips init_weights.
+
+    MMEngine resumes from ``load_from`` whenever it is set, so the pruned
+    config cannot use it for the pruned weights without breaking
+    ``--resume``; loading them here keeps both working.
+    """
+    from mmengine.model import BaseModule
+
+    from ..utils.safe_globals import load_checkpoint_file
+    if not osp.isfile(path):
+        warnings.warn(
+            f'pruned weights "{path}" not found: the pruned model starts from '
+            'freshly initialised weights unless a checkpoint is loaded '
+            '(load_from, --resume, or the checkpoint argument of test.py)')
+        return
+    state = load_checkpoint_file(path, map_location='cpu')
+    model.load_state_dict(state.get('state_dict', state))
+    for module in model.modules():
+        if isinstance(module, BaseModule):
+            module._is_init = True
+
+
 @MODELS.register_module()
-def PrunedSegmentor(architecture, pruned_structure, **overrides):
+def PrunedSegmentor(architecture, pruned_structure, pruned_weights=None,
+                    **overrides):
     """Build ``architecture`` and resize it to ``pruned_structure``.
 
     The result is the plain segmentor that ``architecture`` describes
@@ -61,6 +88,9 @@ def PrunedSegmentor(architecture, pruned_structure, **overrides):
         architecture (dict): The dense model config.
         pruned_structure (dict): The pruned architecture, as recorded by
             :func:`mmseg_prune.structure.extract_architecture`.
+        pruned_weights (str, optional): Checkpoint loaded when the model is
+            built, so that fine-tuning starts from the pruned weights.
+            ``load_from``, ``--resume`` and test checkpoints load over it.
         **overrides: Keys set on ``architecture`` before building (mmseg's
             ``init_model`` sets ``train_cfg`` and ``pretrained``, for
             example).
@@ -77,4 +107,6 @@ def PrunedSegmentor(architecture, pruned_structure, **overrides):
     apply_architecture(model, pruned_structure)
     model._register_load_state_dict_pre_hook(
         _check_loaded_shapes(set(pruned_structure)), with_module=True)
+    if pruned_weights:
+        _load_pruned_weights(model, pruned_weights)
     return model

@@ -1,0 +1,87 @@
+"""Shared fixtures: generated data, small configs, fake batches."""
+import logging
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+import mmseg_prune  # noqa: F401 - registers the plugin
+from mmseg_prune.apis import build_segmentor, load_config
+from mmseg_prune.datasets import make_demo_dataset
+
+MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+DEEPLABV3 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
+#: A small segmentor with an auxiliary head, for fast tests.
+SMALL = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+
+
+@pytest.fixture(scope='session')
+def demo_root(tmp_path_factory):
+    """A generated VOC-layout dataset of 6 images."""
+    root = str(tmp_path_factory.mktemp('data') / 'voc')
+    make_demo_dataset(root, num=6, seed=0)
+    return root
+
+
+def small_crop_config(config, size=64):
+    """Load ``config`` with every crop, scale and pad shrunk to ``size``."""
+    cfg = load_config(config)
+
+    def shrink(node):
+        if isinstance(node, dict):
+            for key in ('crop_size', 'size'):
+                if isinstance(node.get(key), (tuple, list)):
+                    node[key] = (size, size)
+            if node.get('type') in ('RandomResize', 'Resize') and \
+                    'scale' in node:
+                node['scale'] = (size * 2, size)
+            for value in node.values():
+                shrink(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                shrink(value)
+
+    for key in ('model', 'train_dataloader', 'val_dataloader',
+                'test_dataloader', 'train_pipeline', 'test_pipeline'):
+        if key in cfg:
+            shrink(cfg[key])
+    cfg.crop_size = (size, size)
+    return cfg
+
+
+def fake_batch(model, size=64, batch=2, seed=0):
+    """Normalized inputs and data samples with random labels."""
+    gen = torch.Generator().manual_seed(seed)
+    num_classes = model.decode_head.num_classes if not isinstance(
+        model.decode_head, torch.nn.ModuleList) else \
+        model.decode_head[-1].num_classes
+    inputs = torch.randn(batch, 3, size, size, generator=gen)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(size, size), ori_shape=(size, size),
+            pad_shape=(size, size), padding_size=[0, 0, 0, 0]))
+        label = torch.randint(0, num_classes, (1, size, size), generator=gen)
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return inputs, samples
+
+
+@pytest.fixture
+def small_model():
+    """An FCN R18-D8 with an FCN auxiliary head, initial weights."""
+    return build_segmentor(load_config(SMALL))
+
+
+def data_batch(inputs, samples):
+    """What a dataloader yields for ``inputs``/``samples`` (uint8 images)."""
+    imgs = [(x - x.min()) / (x.max() - x.min()) * 255 for x in inputs]
+    return dict(inputs=[i.to(torch.uint8) for i in imgs],
+                data_samples=samples)
+
+
+TESTS_DIR = osp.dirname(__file__)

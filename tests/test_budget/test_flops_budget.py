@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from mmseg_prune.analysis import count_complexity
+from mmseg_prune.apis import (build_segmentor, load_config, prune_segmentor)
+from mmseg_prune.budget import FlopsBudget, FlopsEstimator
+from mmseg_prune.structure import SegmentorGraph
+from mmseg_prune.utils import PruneError
+
+SIZE = (64, 64)
+
+
+@pytest.mark.parametrize('mode', ['global', 'uniform'])
+@pytest.mark.parametrize('reduction', [0.3, 0.6])
+def test_budget_is_exact(small_model, mode, reduction):
+    result = prune_segmentor(small_model, 'l1', reduction, SIZE,
+                             budget=dict(mode=mode))
+    assert abs(result.achieved_reduction - reduction) <= 0.005
+    # The reported count is the counter's, on the returned model.
+    assert result.pruned.flops == count_complexity(result.model, SIZE).flops
+
+
+def test_uniform_mode_prunes_groups_alike(small_model):
+    result = prune_segmentor(small_model, 'random', 0.5, SIZE,
+                             budget=dict(mode='uniform', min_keep=1))
+    kept = [len(k) / n for k, n in (
+        (result.keep[g], size) for g, size in _sizes(small_model).items())]
+    assert max(kept) - min(kept) < 0.1
+
+
+def _sizes(model):
+    graph = SegmentorGraph(build_segmentor(load_config(
+        'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')), SIZE)
+    return {g.name: g.size for g in graph.groups if g.size >= 32}
+
+
+def test_min_keep_and_round_to(small_model):
+    result = prune_segmentor(small_model, 'l1', 0.7, SIZE,
+                             budget=dict(min_keep=0.25, round_to=8))
+    graph = SegmentorGraph(build_segmentor(load_config(
+        'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')), SIZE)
+    for group in graph.groups:
+        kept = len(result.keep[group.name])
+        assert kept >= math.ceil(0.25 * group.size)
+        assert kept % 8 == 0 or kept == group.size
+
+
+def test_min_keep_holds_per_concatenated_layer():
+    """DeepLabV3+ concatenates c1_bottleneck (48) with the ASPP output into one
+    group; the small layer must not lose all its channels."""
+    cfg = load_config(
+        'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py')
+    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.7, SIZE,
+                             budget=dict(min_keep=0.1))
+    kept, total = result.layers['decode_head.c1_bottleneck.conv']
+    assert total == 48 and kept >= 5
+
+
+def test_estimator_tracks_the_counter(small_model):
+    graph = SegmentorGraph(small_model, SIZE)
+    dense = count_complexity(graph.model, SIZE)
+    gen = torch.Generator().manual_seed(0)
+    keep = {g.name: torch.randperm(g.size, generator=gen)[:g.size // 2 + 1]
+            for g in graph.groups}
+    estimate = FlopsEstimator(graph, dense).estimate(keep)
+    graph.prune(keep)
+    counted = count_complexity(graph.model, SIZE).flops
+    assert abs(estimate - counted) / dense.flops < 0.01
+
+
+@pytest.mark.parametrize('reduction', [0, 1, -0.2, 1.5])
+def test_reduction_outside_unit_interval(reduction):
+    with pytest.raises(PruneError, match=r'in \(0, 1\)'):
+        FlopsBudget(reduction)
+
+
+def test_unreachable_reduction(small_model):
+    with pytest.raises(PruneError, match='out of reach'):
+        prune_segmentor(small_model, 'l1', 0.99, SIZE,
+                        budget=dict(min_keep=0.5))
+
+
+def test_bad_budget_options():
+    with pytest.raises(PruneError, match='mode'):
+        FlopsBudget(0.5, mode='layerwise')
+    with pytest.raises(PruneError, match='normalizer'):
+        FlopsBudget(0.5, normalizer='l2')
