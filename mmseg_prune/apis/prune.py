@@ -71,26 +71,40 @@ def _layer_table(dense: nn.Module, pruned: nn.Module) -> Dict[str, list]:
     return layers
 
 
-def _check_outputs(dense: nn.Module, pruned: nn.Module,
-                   input_shape: Sequence[int]) -> None:
-    """Every head's output keeps its shape after pruning."""
-    inputs = torch.randn(1, 3, *input_shape)
-    with torch.no_grad():
-        before = forward_all_heads(dense.eval(), inputs)
-        try:
-            after = forward_all_heads(pruned.eval(), inputs)
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            raise PruneError(
-                f'the pruned model fails its forward ({type(exc).__name__}: '
-                f'{exc}); a module of this family uses channel counts the '
-                'dependency graph cannot see: add it to pruning.ignore')
+def _output_shapes(model: nn.Module, inputs: torch.Tensor) -> list:
+    """Shapes of every head output; a failure names the module it hit."""
     from torch_pruning.utils import flatten_as_list
-    for b, a in zip(flatten_as_list(before), flatten_as_list(after)):
-        if b.shape != a.shape:
+    entered = []
+    hooks = [
+        module.register_forward_pre_hook(
+            lambda mod, args, name=name: entered.append(name))
+        for name, module in model.named_modules() if name
+    ]
+    try:
+        with torch.no_grad():
+            outputs = forward_all_heads(model.eval(), inputs)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        where = entered[-1] if entered else 'the model'
+        raise PruneError(
+            f'the pruned model fails in module "{where}" '
+            f'({type(exc).__name__}: {exc}); this model family uses channel '
+            'counts the dependency graph cannot see, so it is not supported '
+            f'yet: add "{where.rsplit(".", 1)[0]}*" to pruning.ignore to '
+            'keep that part whole') from exc
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [tuple(t.shape) for t in flatten_as_list(outputs)]
+
+
+def _check_outputs(pruned: nn.Module, inputs: torch.Tensor,
+                   expected: list) -> None:
+    """Every head's output keeps its dense shape after pruning."""
+    for before, after in zip(expected, _output_shapes(pruned, inputs)):
+        if before != after:
             raise PruneError(
-                f'pruning changed a head output from {tuple(b.shape)} to '
-                f'{tuple(a.shape)}; add the layer producing it to '
-                'pruning.ignore')
+                f'pruning changed a head output from {before} to {after}; '
+                'add the layer producing it to pruning.ignore')
 
 
 def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
@@ -125,17 +139,19 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
     dense = count_complexity(graph.model, input_shape)
     scores = criterion(graph, batches if criterion.requires_data else None)
     pruned_models = {}
+    inputs = torch.randn(1, 3, *input_shape)
+    expected = _output_shapes(graph.model, inputs)
 
     def count_flops(keep):
         candidate = copy.deepcopy(graph.model)
         SegmentorGraph(candidate, input_shape, ignore).prune(keep)
+        _check_outputs(candidate, inputs, expected)
         flops = count_complexity(candidate, input_shape).flops
         pruned_models[flops] = candidate
         return flops
 
     keep, flops = budget.select(graph, scores, dense, count_flops)
     pruned = pruned_models[flops]
-    _check_outputs(graph.model, pruned, input_shape)
     return PruneResult(
         model=pruned,
         keep=keep,

@@ -27,7 +27,7 @@ def strip_pretrained(cfg):
             out[key] = strip_pretrained(value)
         return ConfigDict(out)
     if isinstance(cfg, (list, tuple)):
-        return [strip_pretrained(v) for v in cfg]
+        return type(cfg)(strip_pretrained(v) for v in cfg)
     return cfg
 
 

@@ -81,6 +81,21 @@ class GroupMember(NamedTuple):
     root_idxs: List[int]
 
 
+def _keeps_whole(module: nn.Module) -> bool:
+    """Layers whose channels are not pruned one by one.
+
+    Attention: pruning arbitrary embedding channels would re-mix heads.
+    Grouped convs other than plain depthwise ones (including depthwise convs
+    with a channel multiplier): each group must lose the same channels, which
+    torch-pruning does not guarantee.
+    """
+    if isinstance(module, nn.MultiheadAttention):
+        return True
+    return isinstance(module, nn.modules.conv._ConvNd) and \
+        module.groups > 1 and not (
+            module.groups == module.in_channels == module.out_channels)
+
+
 @dataclass
 class ChannelGroup:
     """Channels that must be pruned together, and where they live.
@@ -200,9 +215,7 @@ class SegmentorGraph:
                 members.append(
                     GroupMember(name, dim, list(item.idxs),
                                 list(item.root_idxs)))
-            if any(isinstance(self.modules[m.name], nn.MultiheadAttention)
-                   for m in members):
-                # Pruning arbitrary embedding channels would re-mix heads.
+            if any(_keeps_whole(self.modules[m.name]) for m in members):
                 continue
             root = tp_group[0].dep.target.module
             groups.append(
