@@ -1,4 +1,5 @@
 """Loading configs and data roots the way the tools need them."""
+import copy
 import os
 import os.path as osp
 from typing import Optional, Sequence
@@ -63,9 +64,9 @@ def load_config(config: str, cfg_options: Optional[dict] = None,
                          'segmentation config')
     if data_root is not None:
         set_data_root(cfg, data_root)
-    pruning = Config(DEFAULT_PRUNING)
-    pruning.merge_from_dict(cfg.get('pruning', {}))
-    cfg.pruning = pruning
+    defaults = Config(dict(pruning=copy.deepcopy(DEFAULT_PRUNING)))
+    defaults.merge_from_dict(dict(pruning=cfg.get('pruning') or {}))
+    cfg.pruning = defaults.pruning
     return cfg
 
 

@@ -1,9 +1,9 @@
 """Choose the channels to keep so that pruning removes an exact FLOPs share.
 
-The search ranks channels by their criterion scores, normalised within each
-group, and looks for the global threshold (or, in ``uniform`` mode, the
-per-group ratio) whose plan removes the requested fraction of the dense
-FLOPs (MACs). Each candidate plan is costed analytically: every conv, linear
+The search ranks all channels by their criterion scores, normalised within
+each group, and looks for the global threshold (a cut in that ranking; ties
+are spread evenly over groups) or, in ``uniform`` mode, the per-group ratio,
+whose plan removes the requested fraction of the dense FLOPs (MACs). Each candidate plan is costed analytically: every conv, linear
 and norm layer keeps its dense FLOPs scaled by the share of its input and
 output channels that survive. The chosen plan is then applied to a copy of
 the model and counted with the real counter; the estimate's error is fed
@@ -165,10 +165,34 @@ class FlopsBudget:
             plan[name] = kept.nonzero().flatten()
         return plan
 
+    def _rank(self, scores: Dict[str, torch.Tensor]) -> None:
+        """Order all channels globally, least important first.
+
+        Ties (all scores equal, say) are broken by the channel's relative
+        position in its group, so that they spread evenly over groups.
+        """
+        names = list(scores)
+        values = torch.cat([scores[n] for n in names])
+        group_of = torch.cat([
+            torch.full((len(scores[n]), ), i) for i, n in enumerate(names)
+        ])
+        position = torch.cat([
+            torch.arange(len(scores[n]), dtype=torch.float64) /
+            len(scores[n]) for n in names
+        ])
+        by_position = position.argsort(stable=True)
+        order = by_position[values[by_position].argsort(stable=True)]
+        self._ranked = (names, group_of[order])
+
     def _plan_at(self, scores, level: float) -> KeepPlan:
-        """Plan at a threshold (global) or pruned share (uniform)."""
+        """Plan at a cut of the global ranking (global) or a pruned share
+        per group (uniform)."""
         if self.mode == 'global':
-            counts = {n: int((s > level).sum()) for n, s in scores.items()}
+            names, ranked_groups = self._ranked
+            removed = torch.bincount(ranked_groups[:int(level)],
+                                     minlength=len(names))
+            counts = {n: len(scores[n]) - int(removed[i])
+                      for i, n in enumerate(names)}
         else:
             counts = {n: len(s) - int(math.floor(level * len(s)))
                       for n, s in scores.items()}
@@ -183,8 +207,7 @@ class FlopsBudget:
             return 1 - estimator.estimate(self._plan_at(scores, level)) / dense
 
         if self.mode == 'global':
-            levels = torch.cat(list(scores.values())).unique().tolist()
-            levels = [levels[0] - 1] + levels  # first level keeps everything
+            levels = list(range(len(self._ranked[1]) + 1))
         else:
             steps = 2000
             levels = [i / steps for i in range(steps)]
@@ -225,6 +248,7 @@ class FlopsBudget:
             for g in graph.groups
         }
         estimator = FlopsEstimator(graph, dense)
+        self._rank(scores)
         self._segments = {
             g.name: [
                 torch.as_tensor(r, dtype=torch.long) for r in sorted(

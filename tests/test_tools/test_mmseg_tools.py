@@ -1,0 +1,71 @@
+"""A pruned model works with mmseg's own tools/test.py and tools/train.py."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import mmseg
+import pytest
+import torch
+
+from mmseg_prune.apis import set_data_root
+from mmseg_prune.utils.cli import run_cli
+
+from conftest import DEEPLABV3, small_crop_config
+from test_prune_tool import _tool
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
+MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
+
+
+@pytest.fixture(scope='module')
+def pruned_voc(tmp_path_factory, demo_root):
+    """DeepLabV3 R50 on the generated VOC data at 64x64, pruned by 50%."""
+    tmp = tmp_path_factory.mktemp('voc')
+    cfg = small_crop_config(DEEPLABV3, size=64)
+    set_data_root(cfg, demo_root)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].update(num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                         val_interval=2)
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.default_hooks.logger.interval = 1
+    dense = str(tmp / 'dense.py')
+    cfg.pop('pruning')
+    cfg.dump(dense)
+    work_dir = str(tmp / 'pruned')
+    assert run_cli(_tool('prune').main, [dense, '--work-dir', work_dir]) == 0
+    return work_dir
+
+
+def _run(script, *args):
+    proc = subprocess.run([sys.executable, script, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_mmseg_test_tool(pruned_voc, tmp_path):
+    log = _run(osp.join(MMSEG_TOOLS, 'test.py'),
+               osp.join(pruned_voc, 'pruned_config.py'),
+               osp.join(pruned_voc, 'pruned.pth'), '--work-dir',
+               str(tmp_path))
+    assert 'mIoU' in log
+
+
+def test_train_then_resume(pruned_voc, tmp_path):
+    config = osp.join(pruned_voc, 'pruned_config.py')
+    work_dir = str(tmp_path)
+    # The plugin's entry point (same as mmseg's, plugin preloaded) ...
+    _run(osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir)
+    assert {'iter_1.pth', 'iter_2.pth'} <= set(os.listdir(work_dir))
+    # ... and MMEngine's checkpoint loads with torch's weights_only default.
+    ckpt = torch.load(osp.join(work_dir, 'iter_2.pth'))
+    assert ckpt['meta']['iter'] == 2
+    # mmseg's own train.py resumes it and goes on.
+    log = _run(osp.join(MMSEG_TOOLS, 'train.py'), config, '--work-dir',
+               work_dir, '--resume', '--cfg-options',
+               'train_cfg.max_iters=3')
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert 'iter_3.pth' in os.listdir(work_dir)

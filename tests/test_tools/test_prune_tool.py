@@ -1,0 +1,150 @@
+"""tools/prune.py and tools/get_flops.py: outputs, figures and bad input."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+from mmseg_prune.utils.cli import run_cli
+
+from conftest import SMALL
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(ROOT, 'tools', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def pruned(tmp_path_factory):
+    """tools/prune.py run once on the small config."""
+    work_dir = str(tmp_path_factory.mktemp('prune'))
+    code = run_cli(_tool('prune').main, [
+        SMALL, '--work-dir', work_dir, '--flops-reduction', '0.4',
+        '--input-shape', '64', '64', '--criterion', 'bn_scale'
+    ])
+    assert code == 0
+    return work_dir
+
+
+def test_writes_checkpoint_config_and_report(pruned):
+    assert sorted(os.listdir(pruned)) == [
+        'pruned.pth', 'pruned_config.py', 'pruning_report.json']
+    report = json.load(open(osp.join(pruned, 'pruning_report.json')))
+    assert report['input_shape'] == [64, 64]
+    assert report['criterion'] == 'bn_scale'
+    assert report['flops_reduction'] == 0.4
+    dense, after = report['dense'], report['pruned']
+    assert abs(1 - after['flops'] / dense['flops'] - 0.4) <= 0.005
+    assert after['params'] < dense['params']
+    assert report['layers']['decode_head.conv_seg'] == [19, 19]
+    pruned_layers = {n for n, (kept, total) in report['layers'].items()
+                     if kept < total}
+    assert pruned_layers
+    ckpt = torch.load(osp.join(pruned, 'pruned.pth'))
+    structure = ckpt['meta']['pruned_structure']
+    assert pruned_layers <= set(structure)
+    for name in pruned_layers:
+        assert structure[name]['attrs']['out_channels'] == \
+            report['layers'][name][0]
+
+
+def test_prints_tables(pruned, capsys):
+    code = run_cli(_tool('get_flops').main, [
+        osp.join(pruned, 'pruned_config.py'), '--shape', '64', '64',
+        '--latency', '--runs', '1'
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert 'FLOPs (MACs)' in out and '1x3x64x64' in out
+    assert 'backbone.layer1' in out and 'ms' in out
+    report = json.load(open(osp.join(pruned, 'pruning_report.json')))
+    flops = report['pruned']['flops'] / 1e6
+    assert f'{flops:.2f} M' in out
+
+
+def _bad_config(tmp_path):
+    path = tmp_path / 'backbone_only.py'
+    path.write_text("model = dict(type='ResNetV1c', depth=18)\n")
+    return str(path)
+
+
+def _garbage(tmp_path):
+    path = tmp_path / 'garbage.pth'
+    path.write_bytes(b'not a checkpoint')
+    return str(path)
+
+
+def _other_model_checkpoint(tmp_path):
+    from mmseg_prune.apis import build_segmentor, load_config
+    model = build_segmentor(load_config(
+        'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py'))
+    path = str(tmp_path / 'r50.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+BAD_INPUTS = {
+    'not a segmentor': (lambda t, p: [_bad_config(t)],
+                        'not an mmseg encoder-decoder'),
+    'reduction outside (0, 1)':
+    (lambda t, p: [SMALL, '--flops-reduction', '1.5'], r'in \(0, 1\)'),
+    'unknown criterion': (lambda t, p: [SMALL, '--criterion', 'l7'],
+                          'unknown criterion'),
+    'checkpoint of another model':
+    (lambda t, p: [SMALL, '--checkpoint', _other_model_checkpoint(t)],
+     'does not fit'),
+    'pruned checkpoint with a dense config':
+    (lambda t, p: [SMALL, '--checkpoint', osp.join(p, 'pruned.pth')],
+     'pruned_config.py'),
+    'missing config': (lambda t, p: [str(t / 'nope.py')], 'does not exist'),
+    'unreadable checkpoint': (lambda t, p: [SMALL, '--checkpoint',
+                                            _garbage(t)], 'cannot read'),
+    'missing data root':
+    (lambda t, p: [SMALL, '--criterion', 'taylor', '--data-root',
+                   str(t / 'no_data')], 'make_demo_data'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
+def test_bad_input_gives_one_clear_error(case, pruned, tmp_path, capsys):
+    make_args, message = BAD_INPUTS[case]
+    work_dir = tmp_path / 'work'
+    args = make_args(tmp_path, pruned) + [
+        '--work-dir', str(work_dir), '--input-shape', '64', '64'
+    ]
+    assert run_cli(_tool('prune').main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith('error: ')]
+    assert len(errors) == 1, err
+    assert 'Traceback' not in '\n'.join(err)
+    import re
+    assert re.search(message, errors[0]), errors[0]
+    assert not work_dir.exists()  # nothing half-written
+
+
+def test_pruned_config_of_another_model(pruned, tmp_path, capsys):
+    """A pruned checkpoint with a pruned config of another model."""
+    from mmseg_prune.apis import load_config
+    cfg = load_config(osp.join(pruned, 'pruned_config.py'))
+    structure = cfg.model.pruned_structure
+    layer = [n for n, spec in structure.items()
+             if 'out_channels' in spec['attrs']][0]
+    structure[layer]['shapes']['weight'][0] -= 1
+    structure[layer]['attrs']['out_channels'] -= 1
+    cfg.model.pruned_weights = None
+    other = str(tmp_path / 'other_pruned_config.py')
+    cfg.dump(other)
+    code = run_cli(_tool('get_flops').main, [
+        other, '--checkpoint', osp.join(pruned, 'pruned.pth'), '--shape',
+        '64', '64'
+    ])
+    assert code == 2
+    assert 'does not fit' in capsys.readouterr().err
