@@ -19,14 +19,20 @@ install: $(STAMP)
 
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q 'setuptools<70' wheel
+	$(PIP) install -q wheel
 	# CPU torch first: an unpinned torch would pull a CUDA build.
 	$(PIP) install -q torch==2.13.0
+	# torch asks for setuptools>=77, which has no pkg_resources; mmcv's build
+	# and mmengine's `mmseg::` config lookup need it, torch only to compile
+	# extensions. pip warns about the downgrade; the warning is expected.
+	$(PIP) install -q 'setuptools<70'
 	$(PIP) install -q mmengine==0.10.7
 	# mmcv full: a wheel from PIP_FIND_LINKS if offered, else a source build.
 	$(PIP) install -q --no-build-isolation mmcv==2.1.0
-	$(PIP) install -q mmsegmentation==1.2.2 torch-pruning==1.6.1 numpy prettytable ftfy regex pytest
+	$(PIP) install -q mmsegmentation==1.2.2 torch-pruning==1.6.1 numpy \
+		prettytable ftfy regex pytest
 	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import pkg_resources, mmcv.ops, mmseg, torch_pruning" 
 	touch $(STAMP)
 
 $(DEMO_DATA)/ImageSets/Segmentation/train.txt: | $(STAMP)

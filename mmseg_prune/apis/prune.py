@@ -146,17 +146,17 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
         candidate = copy.deepcopy(graph.model)
         SegmentorGraph(candidate, input_shape, ignore).prune(keep)
         _check_outputs(candidate, inputs, expected)
-        flops = count_complexity(candidate, input_shape).flops
-        pruned_models[flops] = candidate
-        return flops
+        complexity = count_complexity(candidate, input_shape)
+        pruned_models[complexity.flops] = (candidate, complexity)
+        return complexity.flops
 
     keep, flops = budget.select(graph, scores, dense, count_flops)
-    pruned = pruned_models[flops]
+    pruned, complexity = pruned_models[flops]
     return PruneResult(
         model=pruned,
         keep=keep,
         dense=dense,
-        pruned=count_complexity(pruned, input_shape),
+        pruned=complexity,
         layers=_layer_table(graph.model, pruned))
 
 

@@ -148,3 +148,21 @@ def test_pruned_config_of_another_model(pruned, tmp_path, capsys):
     ])
     assert code == 2
     assert 'does not fit' in capsys.readouterr().err
+
+
+def test_config_pruning_section_and_cfg_options(tmp_path):
+    config = osp.join(ROOT, 'configs', 'baselines',
+                      'deeplabv3_r50-d8_voc12aug_l1-50.py')
+    work_dir = str(tmp_path / 'work')
+    code = run_cli(_tool('prune').main, [
+        config, '--work-dir', work_dir, '--input-shape', '64', '64',
+        '--cfg-options', 'pruning.criterion=random',
+        'pruning.flops_reduction=0.3', 'pruning.budget.round_to=4'
+    ])
+    assert code == 0
+    report = json.load(open(osp.join(work_dir, 'pruning_report.json')))
+    assert report['criterion'] == 'random'
+    assert abs(report['achieved_reduction'] - 0.3) <= 0.005
+    assert all(kept % 4 == 0 or kept == total
+               for kept, total in report['layers'].values()
+               if kept < total)
