@@ -11,6 +11,9 @@ from mmengine.model import revert_sync_batchnorm
 from torch_pruning.utils import flatten_as_list
 
 from ..utils.errors import PruneError
+from . import fast_groups
+
+fast_groups.install()
 
 #: Modules whose output channels are never pruned: the class classifiers.
 CLASSIFIER_PATTERNS = ('*conv_seg', '*.fc_seg', '*conv_seg_*')

@@ -1,0 +1,109 @@
+"""Spatial-aware redundancy statistics of feature maps (SIRFP).
+
+For every hooked norm layer with C output channels this accumulates, from its
+output x of shape (N, C, H, W):
+
+- the redundancy matrix ``S[i, j] = mean_n <x̂_i, x̂_j>``, where
+  ``x̂_c = x_c / (||x_c||_1 + 1e-5)`` over the full spatial map (the official
+  SIRFP code's ``dice``);
+- the spatial-detail term ``E[c]``: the spatial standard deviation of the
+  Sobel gradient magnitude of ``x_c``, averaged over the batch (from DCFP).
+
+Batches are combined by a running mean (calibration pass) or an exponential
+moving average (during training, ``S <- r S + (1 - r) S_batch`` from zero, as
+the official code does). Ranks keep local sums and average them only when a
+decision is needed (:meth:`RedundancyStatistics.synchronize`): both
+combinations are linear, so the average of the ranks' statistics equals the
+statistics of all their data, and every rank then decides the same mask.
+"""
+from typing import Dict, Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_SOBEL = torch.tensor([[-.5, 0., .5], [-1., 0., 1.], [-.5, 0., .5]])
+
+
+def batch_redundancy(x: torch.Tensor) -> torch.Tensor:
+    """``S`` of one batch: (N, C, H, W) -> (C, C), averaged over N."""
+    flat = x.detach().float().flatten(2)
+    flat = flat / (flat.abs().sum(-1, keepdim=True) + 1e-5)
+    return torch.bmm(flat, flat.transpose(1, 2)).mean(0)
+
+
+def batch_detail(x: torch.Tensor) -> torch.Tensor:
+    """``E`` of one batch: (N, C, H, W) -> (C,), averaged over N."""
+    x = x.detach().float()
+    channels = x.shape[1]
+    kx = _SOBEL.to(x.device).expand(channels, 1, 3, 3)
+    ky = _SOBEL.t().contiguous().to(x.device).expand(channels, 1, 3, 3)
+    gx = F.conv2d(x, kx, padding=1, groups=channels)
+    gy = F.conv2d(x, ky, padding=1, groups=channels)
+    magnitude = (gx.square() + gy.square()).sqrt()
+    return magnitude.flatten(2).std(-1).mean(0)
+
+
+class RedundancyStatistics:
+    """Collects ``S`` and ``E`` on the outputs of named norm layers.
+
+    Args:
+        model (nn.Module): The model whose layers are hooked.
+        layer_names (Iterable[str]): Norm layers to watch.
+        momentum (float | None): EMA rate r (e.g. 0.999); None for a running
+            mean. Default: None.
+    """
+
+    def __init__(self, model: nn.Module, layer_names: Iterable[str],
+                 momentum: Optional[float] = None):
+        self.momentum = momentum
+        modules = dict(model.named_modules())
+        self.redundancy: Dict[str, torch.Tensor] = {}
+        self.detail: Dict[str, torch.Tensor] = {}
+        self.counts: Dict[str, int] = {}
+        self._handles = [
+            modules[name].register_forward_hook(self._hook(name))
+            for name in layer_names
+        ]
+
+    def _hook(self, name):
+
+        def hook(module, inputs, output):
+            if output.dim() != 4:
+                return
+            self.update(name, batch_redundancy(output), batch_detail(output))
+
+        return hook
+
+    def update(self, name: str, redundancy: torch.Tensor,
+               detail: torch.Tensor) -> None:
+        """Fold one batch's statistics of ``name`` in."""
+        if name not in self.redundancy:
+            self.redundancy[name] = torch.zeros_like(redundancy)
+            self.detail[name] = torch.zeros_like(detail)
+            self.counts[name] = 0
+        self.counts[name] += 1
+        rate = self.momentum if self.momentum is not None else \
+            1 - 1 / self.counts[name]
+        self.redundancy[name].mul_(rate).add_(redundancy, alpha=1 - rate)
+        self.detail[name].mul_(rate).add_(detail, alpha=1 - rate)
+
+    def synchronize(self) -> None:
+        """Average the statistics over all ranks (no-op without a group).
+
+        Ranks must have seen the same number of batches, as under DDP.
+        """
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        world = dist.get_world_size()
+        for stats in (self.redundancy, self.detail):
+            for name in sorted(stats):
+                dist.all_reduce(stats[name])
+                stats[name].div_(world)
+
+    def remove(self) -> None:
+        """Detach the hooks."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from mmseg_prune.statistics import (RedundancyStatistics, batch_detail,
+                                    batch_redundancy)
+
+
+def numpy_redundancy(x):
+    n, c = x.shape[:2]
+    flat = x.reshape(n, c, -1)
+    flat = flat / (np.abs(flat).sum(-1, keepdims=True) + 1e-5)
+    return np.mean([f @ f.T for f in flat], axis=0)
+
+
+def numpy_detail(x):
+    sobel = np.array([[-.5, 0, .5], [-1, 0, 1], [-.5, 0, .5]])
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    gx = np.zeros_like(x)
+    gy = np.zeros_like(x)
+    for dy in range(3):
+        for dx in range(3):
+            window = padded[:, :, dy:dy + h, dx:dx + w]
+            gx += sobel[dy, dx] * window  # cross-correlation, as conv2d
+            gy += sobel.T[dy, dx] * window
+    magnitude = np.sqrt(gx**2 + gy**2).reshape(n, c, -1)
+    return magnitude.std(-1, ddof=1).mean(0)
+
+
+def test_batch_statistics_equal_numpy():
+    x = torch.randn(3, 5, 7, 9, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(batch_redundancy(x).numpy(),
+                               numpy_redundancy(x.double().numpy()),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(batch_detail(x).numpy(),
+                               numpy_detail(x.double().numpy()), rtol=1e-5)
+
+
+@pytest.mark.parametrize('momentum', [None, 0.9])
+def test_hooks_accumulate_running_mean_or_ema(momentum):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    stats = RedundancyStatistics(model, ['1'], momentum=momentum)
+    batches = [torch.randn(2, 3, 8, 8) for _ in range(3)]
+    outputs = []
+    with torch.no_grad():
+        for batch in batches:
+            outputs.append(model(batch))
+    stats.remove()
+    with torch.no_grad():
+        model(batches[0])  # no longer counted
+    per_batch = [batch_redundancy(o) for o in outputs]
+    if momentum is None:
+        expected = sum(per_batch) / 3
+    else:
+        expected = torch.zeros(4, 4)
+        for s in per_batch:
+            expected = momentum * expected + (1 - momentum) * s
+    torch.testing.assert_close(stats.redundancy['1'], expected)
+    assert stats.counts['1'] == 3
