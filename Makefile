@@ -29,10 +29,12 @@ $(STAMP): setup.py requirements.txt
 	$(PIP) install -q mmengine==0.10.7
 	# mmcv full: a wheel from PIP_FIND_LINKS if offered, else a source build.
 	$(PIP) install -q --no-build-isolation mmcv==2.1.0
-	$(PIP) install -q mmsegmentation==1.2.2 torch-pruning==1.6.1 numpy \
-		prettytable ftfy regex pytest
+	$(PIP) install -q mmsegmentation==1.2.2 numpy prettytable ftfy regex pytest
+	# torch-pruning needs only torch and numpy; resolving its torch would
+	# upgrade setuptools again.
+	$(PIP) install -q --no-deps torch-pruning==1.6.1
 	$(PIP) install -q --no-build-isolation --no-deps -e .
-	$(PY) -c "import pkg_resources, mmcv.ops, mmseg, torch_pruning" 
+	$(PY) -c "import pkg_resources, mmcv.ops, mmseg, torch_pruning"
 	touch $(STAMP)
 
 $(DEMO_DATA)/ImageSets/Segmentation/train.txt: | $(STAMP)
