@@ -97,15 +97,13 @@ def run_one(config, runs):
 
 
 def why(stderr):
-    """One line saying why a family failed."""
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if line.startswith(('error:', 'mmseg_prune.utils.errors.PruneError',
-                            'ModuleNotFoundError', 'ImportError',
-                            'KeyError', 'RuntimeError', 'AssertionError',
-                            'TypeError', 'ValueError', 'AttributeError')):
-            return line.replace('|', '/')[:160]
-    return (lines[-1] if lines else 'no output').replace('|', '/')[:160]
+    """The exception line of a failed family's stderr."""
+    import re
+    lines = [ln.strip() for ln in stderr.splitlines()]
+    errors = [ln for ln in lines
+              if re.match(r'^(error: |[\w.]+(Error|Exception): )', ln)]
+    line = errors[-1] if errors else (lines[-1] if lines else 'no output')
+    return line.replace('|', '/')[:200]
 
 
 def main():

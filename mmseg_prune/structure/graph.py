@@ -155,6 +155,8 @@ class SegmentorGraph:
                 '"decode_head.bottleneck*"')
         self.protected = self._find_protected(tuple(ignore))
         self.dependency_graph = self._trace()
+        self.protected = sorted(
+            set(self.protected) | self._cut_at_reshapes())
         self.groups = self._collect_groups()
 
     def example_inputs(self) -> torch.Tensor:
@@ -201,6 +203,52 @@ class SegmentorGraph:
                     'cannot trace the channel dependencies of this model '
                     f'({type(exc).__name__}: {exc}); this model family is '
                     'not supported yet') from exc
+
+    def _cut_at_reshapes(self) -> set:
+        """Keep channels that flow through a reshape whole.
+
+        Reshapes (attention blocks flattening H x W, token <-> map
+        conversions) make torch-pruning map every channel to H x W indices,
+        which explodes the groups of non-local heads (minutes, then out of
+        memory) and couples channels to positions. The graph is cut at every
+        reshape, and the layers producing its input (found back through
+        norms, activations, adds and concatenations) are protected.
+
+        Returns:
+            set[str]: Names of the protected producers.
+        """
+        dg = self.dependency_graph
+        reshapes = [n for n in dg.module2node.values()
+                    if n.type == tp.ops.OPTYPE.RESHAPE]
+        producers, stack, seen = set(), [], set()
+        for node in reshapes:
+            stack.extend(node.inputs)
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            module = node.module
+            name = self.module_names.get(module) if isinstance(
+                module, nn.Module) else None
+            is_layer = isinstance(module, (tp.ops.TORCH_CONV,
+                                           tp.ops.TORCH_LINEAR))
+            if name is not None and is_layer:
+                producers.add(name)
+                depthwise = isinstance(module, tp.ops.TORCH_CONV) and \
+                    module.groups == module.in_channels == module.out_channels
+                if not depthwise:  # its input channels are not coupled
+                    continue
+            stack.extend(node.inputs)
+        cut = set(reshapes)
+        for node in dg.module2node.values():
+            if node in cut:
+                node.dependencies = []
+            else:
+                node.dependencies = [
+                    d for d in node.dependencies if d.target not in cut
+                ]
+        return producers
 
     def _collect_groups(self) -> List[ChannelGroup]:
         dg = self.dependency_graph
