@@ -41,6 +41,9 @@ PREFERRED = {
     'poolformer': 'fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py',
     'setr': 'setr_vit-l_naive_8xb2-160k_ade20k-512x512.py',
 }
+#: Errors that mean a family needs a package that is not installed.
+EXTRA_PACKAGE_ERRORS = ('No module named', 'is not in the',
+                        'Failed to import custom modules')
 #: Folders of the model zoo that hold dataset configs, not model families.
 NOT_MODELS = ('dsdl', )
 
@@ -68,6 +71,8 @@ def run_one(config, runs):
     from mmseg_prune.analysis import measure_latency
     from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                                   prune_segmentor, save_pruned)
+    from mmseg_prune.apis import default_input_shape
+    from mmseg_prune.utils import PruneError
     from mmseg_prune.utils.cli import quiet_logger
     shape = (512, 512)
     row = dict(config=config)
@@ -75,7 +80,16 @@ def run_one(config, runs):
         cfg = load_config('mmseg::' + config)
         dense = build_segmentor(cfg)
         start = time.perf_counter()
-        result = prune_segmentor(dense, 'l1', 0.5, shape)
+        try:
+            result = prune_segmentor(dense, 'l1', 0.5, shape)
+        except PruneError as exc:
+            if 'forward fails at input shape' not in str(exc):
+                raise
+            # Fixed position embeddings (BEiT): use the config's own size.
+            shape = tuple(default_input_shape(cfg))
+            start = time.perf_counter()
+            result = prune_segmentor(dense, 'l1', 0.5, shape)
+        row['input'] = list(shape)
         row['prune_s'] = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
             paths = save_pruned(result, cfg, tmp,
@@ -143,21 +157,25 @@ def main():
         status = 'ok' if 'error' not in row else row['error']
         print(f'{family:16s} {time.perf_counter() - start:6.1f} s  {status}',
               flush=True)
-    write_table(rows, args, torch.get_num_threads())
+        # Rewritten after every family: an interrupted run keeps its rows.
+        write_table(rows, args, torch.get_num_threads(),
+                    done=len(rows) == len(families))
 
 
-def write_table(rows, args, threads):
+def write_table(rows, args, threads, done=True):
     from mmseg_prune.utils.cli import human
     from mmseg_prune.utils.io import atomic_write_text
     ok = [r for r in rows if 'error' not in r]
-    extra = [r for r in rows if 'error' in r and (
-        'No module named' in r['error'] or 'is not in the' in r['error'])]
+    extra = [r for r in rows if 'error' in r and any(
+        m in r['error'] for m in EXTRA_PACKAGE_ERRORS)]
     lines = [
         '# Model-zoo coverage', '',
+        *([] if done else ['**Partial: the run was still going.**', '']),
         'Made by `python benchmarks/zoo.py --out docs/zoo.md` '
         f'({time.strftime("%Y-%m-%d")}, {threads} CPU threads). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
-        'L1 criterion at input 1x3x512x512; FLOPs are multiply-adds counted '
+        'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
+        'size uses its config\'s crop size, shown in the input column); FLOPs are multiply-adds counted '
         'by mmengine.analysis on the inference path (no auxiliary head). '
         '"reload" is the largest output difference (at 256x256) after '
         'rebuilding the pruned model from its pruned_config.py; latency is the median of '
@@ -167,20 +185,21 @@ def write_table(rows, args, threads):
         f'{len(ok)} of {len(rows) - len(extra)} families that build '
         'without extra packages '
         f'({len(ok) / max(len(rows) - len(extra), 1):.0%}).', '',
-        '| family | config | supported | FLOPs (MACs) dense → pruned | '
+        '| family | config | supported | input | FLOPs (MACs) dense → pruned | '
         'params dense → pruned | CPU latency dense → pruned (ms) | '
         'speed-up / FLOPs ratio | pruning time (s) | reload |',
-        '|---|---|---|---|---|---|---|---|---|'
+        '|---|---|---|---|---|---|---|---|---|---|'
     ]
     for r in rows:
         if 'error' in r:
             lines.append(f'| {r["family"]} | {r["config"]} | no: '
-                         f'{r["error"]} | | | | | | |')
+                         f'{r["error"]} | | | | | | | |')
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
         speedup = r['dense_ms'] / r['pruned_ms']
         lines.append(
             f'| {r["family"]} | {r["config"]} | yes | '
+            f'{r["input"][0]}x{r["input"][1]} | '
             f'{human(r["dense_flops"])} → {human(r["pruned_flops"])} | '
             f'{human(r["dense_params"])} → {human(r["pruned_params"])} | '
             f'{r["dense_ms"]:.0f} → {r["pruned_ms"]:.0f} | '
@@ -188,7 +207,6 @@ def write_table(rows, args, threads):
             f'{speedup / flops_ratio:.2f} | {r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')
     atomic_write_text(args.out, '\n'.join(lines) + '\n')
-    print(f'wrote {args.out}')
 
 
 if __name__ == '__main__':

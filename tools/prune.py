@@ -72,7 +72,7 @@ def main(argv=None):
     input_shape = args.input_shape or pruning.input_shape or \
         default_input_shape(cfg)
     work_dir = args.work_dir or work_dir_for(args.config)
-    if args.checkpoint is None:
+    if args.checkpoint is None and not cfg.model.get('pruned_weights'):
         warnings.warn('no --checkpoint given: pruning the initial weights; '
                       'scores then mean little, pass trained weights')
     model = build_segmentor(cfg, args.checkpoint)

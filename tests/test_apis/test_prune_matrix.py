@@ -79,11 +79,11 @@ def test_prune_model_zoo_family(family, tmp_path):
 
 
 def test_unsupported_family_is_refused_naming_the_module():
-    """CGNet concatenates its input image into a BN that torch-pruning's
-    graph maps wrongly; pruning refuses it instead of saving a broken model."""
+    """CCNet's criss-cross attention adds a learned scalar times features
+    whose channels the graph cannot couple; pruning refuses it instead of
+    saving a broken model."""
     from mmseg_prune.utils import PruneError
-    cfg = load_config('mmseg::cgnet/cgnet_fcn_4xb4-60k_cityscapes-680x680.py')
-    with pytest.raises(PruneError, match=r'fails in module "backbone\.'
-                       r'norm_prelu_1\.0".*not supported yet.*'
-                       r'pruning\.ignore'):
+    cfg = load_config('mmseg::ccnet/ccnet_r50-d8_4xb4-80k_ade20k-512x512.py')
+    with pytest.raises(PruneError, match=r'fails in module "decode_head\.'
+                       r'cca\.gamma".*not supported yet.*pruning\.ignore'):
         prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))
