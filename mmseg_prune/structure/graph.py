@@ -211,8 +211,14 @@ class SegmentorGraph:
         conversions) make torch-pruning map every channel to H x W indices,
         which explodes the groups of non-local heads (minutes, then out of
         memory) and couples channels to positions. The graph is cut at every
-        reshape, and the layers producing its input (found back through
-        norms, activations, adds and concatenations) are protected.
+        reshape, and every layer whose output channels meet a reshape's
+        channels is protected: found by walking from the reshape through
+        channel-preserving nodes (norms, activations, adds, pooling,
+        concatenations) in both directions, up to the convs and linears on
+        either side. Layers reached from their output side produce those
+        channels and are protected; layers reached from their input side
+        only consume them and keep their input channels (no group reaches
+        them across the cut).
 
         Returns:
             set[str]: Names of the protected producers.
@@ -220,26 +226,37 @@ class SegmentorGraph:
         dg = self.dependency_graph
         reshapes = [n for n in dg.module2node.values()
                     if n.type == tp.ops.OPTYPE.RESHAPE]
-        producers, stack, seen = set(), [], set()
-        for node in reshapes:
-            stack.extend(node.inputs)
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
+
+        def is_layer(node):
             module = node.module
-            name = self.module_names.get(module) if isinstance(
-                module, nn.Module) else None
-            is_layer = isinstance(module, (tp.ops.TORCH_CONV,
-                                           tp.ops.TORCH_LINEAR))
-            if name is not None and is_layer:
-                producers.add(name)
-                depthwise = isinstance(module, tp.ops.TORCH_CONV) and \
-                    module.groups == module.in_channels == module.out_channels
-                if not depthwise:  # its input channels are not coupled
-                    continue
-            stack.extend(node.inputs)
+            if not isinstance(module, (tp.ops.TORCH_CONV,
+                                       tp.ops.TORCH_LINEAR)):
+                return False
+            return not (isinstance(module, tp.ops.TORCH_CONV)
+                        and module.groups == module.in_channels ==
+                        module.out_channels)  # depthwise passes channels on
+
+        producers, seen = set(), set()
+        stack = [(n, 'producer') for r in reshapes for n in r.inputs]
+        stack += [(n, 'consumer') for r in reshapes for n in r.outputs]
+        while stack:
+            node, role = stack.pop()
+            layer = is_layer(node)
+            key = (node, role) if layer else node
+            if key in seen:
+                continue
+            seen.add(key)
+            name = self.module_names.get(node.module) if isinstance(
+                node.module, nn.Module) else None
+            if layer:
+                if role == 'producer' and name is not None:
+                    producers.add(name)
+                continue
+            if name is not None and isinstance(node.module,
+                                               tp.ops.TORCH_CONV):
+                producers.add(name)  # a depthwise conv on the path
+            stack += [(n, 'producer') for n in node.inputs]
+            stack += [(n, 'consumer') for n in node.outputs]
         cut = set(reshapes)
         for node in dg.module2node.values():
             if node in cut:
