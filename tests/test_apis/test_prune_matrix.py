@@ -1,12 +1,14 @@
 """Every listed model-zoo family prunes by 50% and stays an mmseg model."""
 import pytest
 import torch
+from mmcv.cnn import ConvModule
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 
 from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                               prune_segmentor, save_pruned)
 from mmseg_prune.structure import auxiliary_heads, forward_all_heads
 
-from conftest import fake_batch
+from conftest import SMALL, fake_batch
 
 SIZE = 128
 ZOO = {
@@ -78,12 +80,36 @@ def test_prune_model_zoo_family(family, tmp_path):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
 
 
-def test_unsupported_family_is_refused_naming_the_module():
-    """CCNet's criss-cross attention adds a learned scalar times features
-    whose channels the graph cannot couple; pruning refuses it instead of
-    saving a broken model."""
+class FixedSplitHead(BaseDecodeHead):
+    """Splits its features with sizes from its config, as some mmseg heads
+    do: channel counts the dependency graph cannot see."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pre = ConvModule(self.in_channels, self.channels, 3, padding=1,
+                              norm_cfg=self.norm_cfg)
+
+    def forward(self, inputs):
+        x = self.pre(self._transform_inputs(inputs))
+        half = self.channels // 2
+        a, b = x.split([half, self.channels - half], dim=1)
+        return self.cls_seg(torch.cat([b, a], dim=1))
+
+
+def test_unsupported_head_is_refused_naming_the_module(tmp_path):
+    from mmseg.registry import MODELS
+
     from mmseg_prune.utils import PruneError
-    cfg = load_config('mmseg::ccnet/ccnet_r50-d8_4xb4-80k_ade20k-512x512.py')
+    MODELS.register_module(module=FixedSplitHead, force=True)
+    cfg = load_config(SMALL)
+    cfg.model.decode_head = dict(
+        type='FixedSplitHead', in_channels=512, in_index=3, channels=64,
+        num_classes=19, norm_cfg=dict(type='BN'),
+        loss_decode=dict(type='CrossEntropyLoss'))
     with pytest.raises(PruneError, match=r'fails in module "decode_head\.'
-                       r'cca\.gamma".*not supported yet.*pruning\.ignore'):
+                       r'pre.*not supported yet.*pruning\.ignore'):
         prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))
+    # Following the advice in the message works.
+    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64),
+                             ignore=['decode_head.pre*'])
+    assert abs(result.achieved_reduction - 0.5) <= 0.005
