@@ -66,6 +66,7 @@ def representative(family):
 def run_one(config, runs):
     """Prune one config; print a JSON line with the figures."""
     import torch
+    from torch_pruning.utils import flatten_as_list
 
     import mmseg_prune  # noqa: F401
     from mmseg_prune.analysis import measure_latency
@@ -97,8 +98,9 @@ def run_one(config, runs):
             reloaded = build_segmentor(load_config(paths['config']))
             x = torch.randn(1, 3, 256, 256)  # equality needs no full size
             with torch.no_grad():
-                diff = (reloaded._forward(x) -
-                        result.model.eval()._forward(x)).abs().max().item()
+                diff = max((a - b).abs().max().item() for a, b in zip(
+                    flatten_as_list(reloaded._forward(x)),
+                    flatten_as_list(result.model.eval()._forward(x))))
         row.update(
             dense_flops=result.dense.flops, dense_params=result.dense.params,
             pruned_flops=result.pruned.flops,
