@@ -43,7 +43,8 @@ PREFERRED = {
 }
 #: Errors that mean a family needs a package that is not installed.
 EXTRA_PACKAGE_ERRORS = ('No module named', 'is not in the',
-                        'Failed to import custom modules')
+                        'Failed to import custom modules',
+                        'please install required packages')
 #: Folders of the model zoo that hold dataset configs, not model families.
 NOT_MODELS = ('dsdl', )
 
@@ -112,9 +113,13 @@ def run_one(config, runs):
     print('ZOO_RESULT ' + json.dumps(row))
 
 
-def why(stderr):
+def why(stderr, returncode=1):
     """The exception line of a failed family's stderr."""
     import re
+    if returncode == -9:
+        return 'killed: out of memory (more than this machine\'s RAM)'
+    if returncode < 0:
+        return f'killed by signal {-returncode}'
     lines = [ln.strip() for ln in stderr.splitlines()]
     errors = [ln for ln in lines
               if re.match(r'^(error: |[\w.]+(Error|Exception): )', ln)]
@@ -151,7 +156,7 @@ def main():
             lines = [ln for ln in proc.stdout.splitlines()
                      if ln.startswith('ZOO_RESULT ')]
             row = json.loads(lines[-1][len('ZOO_RESULT '):]) if lines else \
-                dict(error=why(proc.stderr))
+                dict(error=why(proc.stderr, proc.returncode))
         except subprocess.TimeoutExpired:
             row = dict(error=f'timed out after {args.timeout} s')
         row.update(family=family, config=config)
