@@ -14,6 +14,7 @@ import sys
 import warnings
 
 from mmengine.config import DictAction
+from mmengine.runner import set_random_seed
 
 from mmseg_prune.apis import (build_criterion, build_report, build_segmentor,
                               check_data, default_input_shape, load_config,
@@ -72,6 +73,8 @@ def main(argv=None):
     input_shape = args.input_shape or pruning.input_shape or \
         default_input_shape(cfg)
     work_dir = args.work_dir or work_dir_for(args.config)
+    # Initial weights, calibration order and random scores repeat run to run.
+    set_random_seed(cfg.get('randomness', {}).get('seed') or 0)
     if args.checkpoint is None and not cfg.model.get('pruned_weights'):
         warnings.warn('no --checkpoint given: pruning the initial weights; '
                       'scores then mean little, pass trained weights')

@@ -166,3 +166,18 @@ def test_config_pruning_section_and_cfg_options(tmp_path):
     assert all(kept % 4 == 0 or kept == total
                for kept, total in report['layers'].values()
                if kept < total)
+
+
+def test_runs_repeat(tmp_path):
+    """Without a checkpoint the initial weights are seeded: same plan twice."""
+    reports = []
+    for run in ('a', 'b'):
+        work_dir = str(tmp_path / run)
+        assert run_cli(_tool('prune').main, [
+            SMALL, '--work-dir', work_dir, '--input-shape', '64', '64',
+            '--criterion', 'l1'
+        ]) == 0
+        reports.append(json.load(open(osp.join(work_dir,
+                                               'pruning_report.json'))))
+    assert reports[0]['layers'] == reports[1]['layers']
+    assert reports[0]['pruned'] == reports[1]['pruned']
