@@ -3,9 +3,10 @@
 The search ranks all channels by their criterion scores, normalised within
 each group, and looks for the global threshold (a cut in that ranking; ties
 are spread evenly over groups) or, in ``uniform`` mode, the per-group ratio,
-whose plan removes the requested fraction of the dense FLOPs (MACs). Each candidate plan is costed analytically: every conv, linear
-and norm layer keeps its dense FLOPs scaled by the share of its input and
-output channels that survive. The chosen plan is then applied to a copy of
+whose plan removes the requested fraction of the dense FLOPs (MACs). Each
+candidate plan is costed analytically: every conv, linear and norm layer
+keeps its dense FLOPs scaled by the share of its input and output channels
+that survive. The chosen plan is then applied to a copy of
 the model and counted with the real counter; the estimate's error is fed
 back into the target until the counted reduction is within tolerance.
 """
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..analysis.complexity import Complexity
-from ..structure.graph import SegmentorGraph
+from ..structure.graph import SegmentorGraph, is_depthwise
 from ..utils.errors import PruneError
 
 KeepPlan = Dict[str, torch.Tensor]
@@ -61,9 +62,7 @@ class FlopsEstimator:
         for name, _ in counts:
             module = graph.modules[name]
             self.module_flops[name] = dense.by_module.get(name, 0)
-            single = isinstance(module, _NORMS) or (
-                isinstance(module, nn.modules.conv._ConvNd)
-                and module.groups > 1 and module.groups == module.in_channels)
+            single = isinstance(module, _NORMS) or is_depthwise(module)
             dims = {d for n, d in counts if n == name}
             self.counted_dims[name] = (
                 {'out'} if single and 'out' in dims else dims)

@@ -84,6 +84,14 @@ class GroupMember(NamedTuple):
     root_idxs: List[int]
 
 
+def is_depthwise(module: nn.Module) -> bool:
+    """A conv with one filter per channel: its input and output channels
+    are the same channels."""
+    return isinstance(module, nn.modules.conv._ConvNd) and \
+        module.groups > 1 and \
+        module.groups == module.in_channels == module.out_channels
+
+
 def _keeps_whole(module: nn.Module) -> bool:
     """Layers whose channels are not pruned one by one.
 
@@ -95,8 +103,7 @@ def _keeps_whole(module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return True
     return isinstance(module, nn.modules.conv._ConvNd) and \
-        module.groups > 1 and not (
-            module.groups == module.in_channels == module.out_channels)
+        module.groups > 1 and not is_depthwise(module)
 
 
 @dataclass
@@ -227,14 +234,10 @@ class SegmentorGraph:
         reshapes = [n for n in dg.module2node.values()
                     if n.type == tp.ops.OPTYPE.RESHAPE]
 
-        def is_layer(node):
-            module = node.module
-            if not isinstance(module, (tp.ops.TORCH_CONV,
-                                       tp.ops.TORCH_LINEAR)):
-                return False
-            return not (isinstance(module, tp.ops.TORCH_CONV)
-                        and module.groups == module.in_channels ==
-                        module.out_channels)  # depthwise passes channels on
+        def is_layer(node):  # a depthwise conv passes its channels on
+            return isinstance(node.module, (tp.ops.TORCH_CONV,
+                                            tp.ops.TORCH_LINEAR)) and \
+                not is_depthwise(node.module)
 
         producers, seen = set(), set()
         stack = [(n, 'producer') for r in reshapes for n in r.inputs]
@@ -252,9 +255,8 @@ class SegmentorGraph:
                 if role == 'producer' and name is not None:
                     producers.add(name)
                 continue
-            if name is not None and isinstance(node.module,
-                                               tp.ops.TORCH_CONV):
-                producers.add(name)  # a depthwise conv on the path
+            if name is not None and is_depthwise(node.module):
+                producers.add(name)
             stack += [(n, 'producer') for n in node.inputs]
             stack += [(n, 'consumer') for n in node.outputs]
         cut = set(reshapes)
