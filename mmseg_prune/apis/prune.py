@@ -139,12 +139,11 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
     dense = count_complexity(graph.model, input_shape)
     scores = criterion(graph, batches if criterion.requires_data else None)
     pruned_models = {}
-    inputs = torch.randn(1, 3, *input_shape)
-    expected = _output_shapes(graph.model, inputs)
+    inputs = graph.example_inputs()
+    expected = graph.output_shapes
 
     def count_flops(keep):
-        candidate = copy.deepcopy(graph.model)
-        SegmentorGraph(candidate, input_shape, ignore).prune(keep)
+        candidate = graph.prune(keep)
         _check_outputs(candidate, inputs, expected)
         complexity = count_complexity(candidate, input_shape)
         pruned_models[complexity.flops] = (candidate, complexity)

@@ -108,7 +108,9 @@ class FlopsBudget:
             of the group (float) or a count (int); at least 1.
             Default: 0.05.
         round_to (int | None): Keep a multiple of this many channels in
-            every group (capped at the group size). Default: None.
+            every group (capped at the group size). Groups with GroupNorm
+            layers also keep a multiple of its number of groups.
+            Default: None.
         tolerance (float): Allowed gap between counted and requested
             reduction. Default: 0.005 (half a percentage point).
         max_rounds (int): Counted corrections at most. Default: 5.
@@ -149,8 +151,8 @@ class FlopsBudget:
             group_scores = scores[name]
             size = len(group_scores)
             count = max(count, self._min_keep(size))
-            if self.round_to:
-                count = math.ceil(count / self.round_to) * self.round_to
+            step = self._steps[name]
+            count = math.ceil(count / step) * step
             kept = torch.zeros(size, dtype=torch.bool)
             kept[group_scores.topk(min(count, size)).indices] = True
             # min_keep holds for every layer of the group, not only the
@@ -161,6 +163,10 @@ class FlopsBudget:
                     missing = segment[~kept[segment]]
                     best = group_scores[missing].topk(need).indices
                     kept[missing[best]] = True
+            extra = min(-int(kept.sum()) % step, size - int(kept.sum()))
+            if extra:
+                missing = (~kept).nonzero().flatten()
+                kept[missing[group_scores[missing].topk(extra).indices]] = True
             plan[name] = kept.nonzero().flatten()
         return plan
 
@@ -247,6 +253,10 @@ class FlopsBudget:
             for g in graph.groups
         }
         estimator = FlopsEstimator(graph, dense)
+        self._steps = {
+            g.name: math.lcm(self.round_to or 1, g.multiple)
+            for g in graph.groups
+        }
         self._rank(scores)
         self._segments = {
             g.name: [
@@ -278,6 +288,14 @@ class FlopsBudget:
             if abs(achieved - self.flops_reduction) <= self.tolerance:
                 return plan, flops
             target += self.flops_reduction - achieved
+        floor = count_flops(self._plan(scores, dict.fromkeys(scores, 0)))
+        if 1 - floor / dense.flops < self.flops_reduction - self.tolerance:
+            raise PruneError(
+                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
+                f'reach: with every group at min_keep={self.min_keep} the '
+                f'model still counts {floor / dense.flops:.1%} of its FLOPs '
+                '(layers kept whole, such as attention and classifiers, '
+                'are not pruned); lower --flops-reduction')
         raise PruneError(
             f'could not reach a FLOPs reduction of '
             f'{self.flops_reduction:.1%} within ±{self.tolerance:.1%}: the '

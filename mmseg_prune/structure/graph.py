@@ -1,5 +1,7 @@
 """Channel dependencies of an mmseg segmentor in its training topology."""
+import copy
 import fnmatch
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Sequence, Tuple
@@ -9,6 +11,8 @@ import torch.nn as nn
 import torch_pruning as tp
 from mmengine.model import revert_sync_batchnorm
 from torch_pruning.utils import flatten_as_list
+
+from mmengine.logging import print_log
 
 from ..utils.errors import PruneError
 from . import fast_groups
@@ -106,6 +110,24 @@ def _keeps_whole(module: nn.Module) -> bool:
         module.groups > 1 and not is_depthwise(module)
 
 
+def _keeps_channels(grad_fn) -> bool:
+    """A reshape that only adds or drops trailing singleton dims, such as
+    (N, C, 1, 1) <-> (N, C): channel i stays channel i."""
+    try:
+        before = tuple(grad_fn._saved_self_sym_sizes)
+        after = tuple(grad_fn._input_metadata[0].shape)
+    except (AttributeError, IndexError, RuntimeError):
+        return False
+
+    def squeezed(shape):
+        shape = list(shape)
+        while len(shape) > 2 and shape[-1] == 1:
+            shape.pop()
+        return shape
+
+    return len(before) >= 2 and squeezed(before) == squeezed(after)
+
+
 @dataclass
 class ChannelGroup:
     """Channels that must be pruned together, and where they live.
@@ -117,11 +139,14 @@ class ChannelGroup:
         members (list[GroupMember]): Every module the group resizes.
         tp_group: The torch-pruning group with full indices, which
             torch-pruning's importance estimators accept.
+        multiple (int): The group keeps a multiple of this many channels
+            (the number of groups of its GroupNorm layers, 1 without).
     """
     name: str
     size: int
     members: List['GroupMember'] = field(repr=False)
     tp_group: object = field(repr=False)
+    multiple: int = 1
 
     @property
     def out_modules(self) -> List[str]:
@@ -165,6 +190,7 @@ class SegmentorGraph:
         self.protected = sorted(
             set(self.protected) | self._cut_at_reshapes())
         self.groups = self._collect_groups()
+        self.unprunable = self._drop_breaking_groups()
 
     def example_inputs(self) -> torch.Tensor:
         return torch.randn(1, 3, *self.input_shape)
@@ -176,6 +202,7 @@ class SegmentorGraph:
             name for name in self.modules
             if any(fnmatch.fnmatch(name, p) for p in patterns)
         }
+        self.output_shapes = None
         produced = {}
         hooks = [
             m.register_forward_hook(
@@ -193,7 +220,9 @@ class SegmentorGraph:
         finally:
             for h in hooks:
                 h.remove()
-        for out in flatten_as_list(outputs):
+        outputs = flatten_as_list(outputs)
+        self.output_shapes = [tuple(t.shape) for t in outputs]
+        for out in outputs:
             if id(out) in produced:
                 protected.add(self.module_names[produced[id(out)]])
         return sorted(protected)
@@ -232,7 +261,8 @@ class SegmentorGraph:
         """
         dg = self.dependency_graph
         reshapes = [n for n in dg.module2node.values()
-                    if n.type == tp.ops.OPTYPE.RESHAPE]
+                    if n.type == tp.ops.OPTYPE.RESHAPE
+                    and not _keeps_channels(n.grad_fn)]
 
         def is_layer(node):  # a depthwise conv passes its channels on
             return isinstance(node.module, (tp.ops.TORCH_CONV,
@@ -288,12 +318,18 @@ class SegmentorGraph:
             if any(_keeps_whole(self.modules[m.name]) for m in members):
                 continue
             root = tp_group[0].dep.target.module
+            multiple = 1
+            for m in members:
+                module = self.modules[m.name]
+                if isinstance(module, nn.GroupNorm):
+                    multiple = math.lcm(multiple, module.num_groups)
             groups.append(
                 ChannelGroup(
                     name=self.module_names[root],
                     size=len(tp_group[0].idxs),
                     members=members,
-                    tp_group=tp_group))
+                    tp_group=tp_group,
+                    multiple=multiple))
         if not groups:
             raise PruneError(
                 'found no prunable channel group in this model; every conv '
@@ -312,25 +348,99 @@ class SegmentorGraph:
                 counts[(name, dim)] = get(module)
         return counts
 
-    def prune(self, keep: Dict[str, torch.Tensor]) -> None:
-        """Physically remove every channel not kept, in place.
+    def prune(self, keep: Dict[str, torch.Tensor]) -> nn.Module:
+        """A physically pruned copy of the model; the graph stays dense.
+
+        Every module and parameter a group touches loses, in one call, the
+        union of the dense indices that the removed channels of all groups
+        map to, so channels of several groups meeting in one layer (the
+        inputs of a concatenation) are removed together.
 
         Args:
             keep (dict[str, Tensor]): Group name -> indices of the channels to
                 keep. Groups not named keep all their channels.
+
+        Returns:
+            nn.Module: The pruned copy.
         """
-        dg = self.dependency_graph
+        removals = {}
         for group in self.groups:
             if group.name not in keep:
                 continue
-            kept = set(int(i) for i in keep[group.name])
-            removed = [i for i in range(group.size) if i not in kept]
-            if not removed:
-                continue
+            removed = set(range(group.size)) - {int(i) for i in
+                                                keep[group.name]}
             if len(removed) == group.size:
                 raise PruneError(f'the plan removes every channel of '
                                  f'{group.name}; raise min_keep')
-            root = self.modules[group.name]
-            pruner = dg.get_pruner_of_module(root)
-            dg.get_pruning_group(root, pruner.prune_out_channels,
-                                 removed).prune()
+            for item in group.tp_group.items:
+                idxs = {i for i, r in zip(item.idxs, item.root_idxs)
+                        if r in removed}
+                if idxs:
+                    removals.setdefault((item.dep.target, item.dep.handler),
+                                        set()).update(idxs)
+        model = copy.deepcopy(self.model)
+        modules = dict(model.named_modules())
+        param_names = self.dependency_graph._param_to_name
+        for (node, handler), idxs in removals.items():
+            handler.__self__.pruning_dim = node.pruning_dim
+            if isinstance(node.module, nn.Parameter):
+                owner, _, attr = param_names[node.module].rpartition('.')
+                parent = modules[owner]
+                setattr(parent, attr, handler(getattr(parent, attr),
+                                              sorted(idxs)))
+            elif node.module in self.module_names:
+                handler(modules[self.module_names[node.module]],
+                        sorted(idxs))
+            # Other nodes are torch-pruning's placeholders for functional
+            # ops (add, concat, reshape): they hold no tensors.
+        return model
+
+    def _breaks(self, groups: List[ChannelGroup]) -> bool:
+        """Whether losing a few channels of each of ``groups`` breaks the
+        forward or changes an output shape."""
+        keep = {g.name: torch.arange(g.multiple, g.size) for g in groups
+                if g.size > g.multiple}
+        try:
+            model = self.prune(keep).eval()
+            with torch.no_grad():
+                outputs = forward_all_heads(model, self.example_inputs())
+        except Exception:  # noqa: BLE001 - any failure marks the groups
+            return True
+        shapes = [tuple(t.shape) for t in flatten_as_list(outputs)]
+        return shapes != self.output_shapes
+
+    def _drop_breaking_groups(self) -> List[str]:
+        """Keep whole the groups whose pruning breaks the model.
+
+        Some layers use channel counts the traced graph cannot see (a
+        parameter used through an einsum, a reshape to a fixed size, a
+        LayerNorm over (C, 1, 1)). Each group is tried by removing a few of
+        its channels in a copy of the model, all groups at once, and a
+        failing set is bisected (the shortest failing prefix ends with a
+        culprit) until the rest runs: one forward when every group is fine,
+        about log2(#groups) more for each culprit.
+
+        Returns:
+            list[str]: Names of the groups dropped.
+        """
+        groups, dropped = list(self.groups), []
+        while groups and self._breaks(groups):
+            lo, hi = 1, len(groups)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self._breaks(groups[:mid]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            dropped.append(groups.pop(lo - 1).name)
+        if dropped:
+            print_log(
+                f'{len(dropped)} channel group(s) are kept whole because '
+                f'pruning them breaks the forward: {", ".join(dropped)}',
+                logger='current', level=30)
+        if not groups:
+            raise PruneError(
+                'every channel group breaks the forward when pruned, so '
+                'this model family is not supported yet')
+        self.groups = groups
+        return dropped

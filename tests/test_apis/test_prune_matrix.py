@@ -96,16 +96,32 @@ class FixedSplitHead(BaseDecodeHead):
         return self.cls_seg(torch.cat([b, a], dim=1))
 
 
-def test_unsupported_head_is_refused_naming_the_module(tmp_path):
+def _fixed_split_config():
     from mmseg.registry import MODELS
-
-    from mmseg_prune.utils import PruneError
     MODELS.register_module(module=FixedSplitHead, force=True)
     cfg = load_config(SMALL)
     cfg.model.decode_head = dict(
         type='FixedSplitHead', in_channels=512, in_index=3, channels=64,
         num_classes=19, norm_cfg=dict(type='BN'),
         loss_decode=dict(type='CrossEntropyLoss'))
+    return cfg
+
+
+def test_hidden_channel_counts_are_kept_whole():
+    result = prune_segmentor(build_segmentor(_fixed_split_config()), 'l1',
+                             0.5, (64, 64))
+    assert result.layers['decode_head.pre.conv'] == [64, 64]
+    assert abs(result.achieved_reduction - 0.5) <= 0.005
+
+
+def test_unsupported_head_is_refused_naming_the_module(monkeypatch):
+    """Should a layer slip past the graph's check, the pruned model's own
+    check refuses it, naming the module and the fix."""
+    from mmseg_prune.structure import SegmentorGraph
+    from mmseg_prune.utils import PruneError
+    monkeypatch.setattr(SegmentorGraph, '_drop_breaking_groups',
+                        lambda self: [])
+    cfg = _fixed_split_config()
     with pytest.raises(PruneError, match=r'fails in module "decode_head\.'
                        r'pre.*not supported yet.*pruning\.ignore'):
         prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -11,12 +13,9 @@ from conftest import SMALL
 
 def _pruned_small():
     dense = build_segmentor(load_config(SMALL))
-    pruned = build_segmentor(load_config(SMALL))
-    pruned.load_state_dict(dense.state_dict())
-    graph = SegmentorGraph(pruned, (64, 64))
+    graph = SegmentorGraph(copy.deepcopy(dense), (64, 64))
     keep = {g.name: torch.arange(0, g.size, 2) for g in graph.groups}
-    graph.prune(keep)
-    return dense, pruned
+    return dense, graph.prune(keep)
 
 
 def test_architecture_round_trip():

@@ -66,11 +66,51 @@ def test_prune_keeps_requested_channels(small_model):
     group = [g for g in graph.groups if g.name == 'backbone.stem.0'][0]
     keep = torch.tensor([0, 3, 5])
     before = graph.modules['backbone.stem.0'].weight[keep].clone()
-    graph.prune({group.name: keep})
-    conv = graph.modules['backbone.stem.0']
+    pruned = dict(graph.prune({group.name: keep}).named_modules())
+    conv = pruned['backbone.stem.0']
     assert conv.out_channels == 3
     torch.testing.assert_close(conv.weight, before)
-    assert graph.modules['backbone.stem.1'].num_features == 3
-    assert graph.modules['backbone.stem.3'].in_channels == 3
-    outputs = forward_all_heads(graph.model, torch.randn(1, 3, *SIZE))
+    assert pruned['backbone.stem.1'].num_features == 3
+    assert pruned['backbone.stem.3'].in_channels == 3
+    outputs = forward_all_heads(pruned[''], torch.randn(1, 3, *SIZE))
     assert outputs[0].shape[1] == 19
+    # The graph's own model stays dense.
+    assert graph.modules['backbone.stem.0'].out_channels == 32
+
+
+def test_prune_matches_torch_pruning(small_model):
+    """One call per layer with the union of dense indices gives the same
+    model as torch-pruning's group-by-group pruning."""
+    graph = SegmentorGraph(small_model, SIZE)
+    gen = torch.Generator().manual_seed(0)
+    keep = {g.name: torch.randperm(g.size, generator=gen)[:g.size // 3 + 1]
+            for g in graph.groups}
+    ours = graph.prune(keep).state_dict()
+    dg = graph.dependency_graph
+    for group in graph.groups:
+        root = graph.modules[group.name]
+        kept = set(keep[group.name].tolist())
+        dg.get_pruning_group(
+            root, dg.get_pruner_of_module(root).prune_out_channels,
+            [i for i in range(group.size) if i not in kept]).prune()
+    theirs = graph.model.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key])
+
+
+def test_groups_breaking_the_forward_are_kept_whole(small_model):
+    """A channel count the graph cannot see (like EMANet's bases, used
+    through einsum) makes its group unprunable, and only that group."""
+    head = small_model.decode_head
+    fixed = torch.ones(1, head.convs[-1].conv.out_channels, 1, 1)
+    head.convs.register_forward_hook(lambda mod, args, out: out * fixed)
+    graph = SegmentorGraph(small_model, SIZE)
+    assert len(graph.unprunable) == 1
+    assert all(g.name not in graph.unprunable for g in graph.groups)
+    keep = {g.name: torch.arange(0, g.size, 2) for g in graph.groups}
+    pruned = graph.prune(keep).eval()
+    out = forward_all_heads(pruned, torch.randn(1, 3, *SIZE))
+    assert [tuple(t.shape) for t in out] == graph.output_shapes
+    assert pruned.decode_head.convs[-1].conv.out_channels == \
+        fixed.shape[1]
