@@ -11,6 +11,7 @@ Example:
     python benchmarks/zoo.py --families deeplabv3 pspnet --out /tmp/zoo.md
 """
 import argparse
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -41,12 +42,23 @@ PREFERRED = {
     'poolformer': 'fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py',
     'setr': 'setr_vit-l_naive_8xb2-160k_ade20k-512x512.py',
 }
+#: Families that build without an error but need a package to work.
+SILENT_NEEDS = {
+    # mmseg's MaskFormerHead subclasses mmdet's and silently falls back to
+    # BaseModule when mmdet is missing (maskformer_head.py, lines 9-12).
+    'maskformer': 'mmdet',
+}
 #: Errors that mean a family needs a package that is not installed.
 EXTRA_PACKAGE_ERRORS = ('No module named', 'is not in the',
                         'Failed to import custom modules',
-                        'please install required packages')
+                        'please install required packages',
+                        'needs the package')
 #: Folders of the model zoo that hold dataset configs, not model families.
 NOT_MODELS = ('dsdl', )
+
+
+class MissingPackage(Exception):
+    """A family needs a package that is not installed."""
 
 
 def zoo_root():
@@ -64,7 +76,7 @@ def representative(family):
     return min(square, key=lambda n: (len(n), n)) if square else None
 
 
-def run_one(config, runs):
+def run_one(config, runs, size):
     """Prune one config; print a JSON line with the figures."""
     import torch
     from torch_pruning.utils import flatten_as_list
@@ -76,7 +88,7 @@ def run_one(config, runs):
     from mmseg_prune.apis import default_input_shape
     from mmseg_prune.utils import PruneError
     from mmseg_prune.utils.cli import quiet_logger
-    shape = (512, 512)
+    shape = (size, size)
     row = dict(config=config)
     with quiet_logger():
         cfg = load_config('mmseg::' + config)
@@ -97,7 +109,7 @@ def run_one(config, runs):
             paths = save_pruned(result, cfg, tmp,
                                 build_report(result, 'l1', 0.5))
             reloaded = build_segmentor(load_config(paths['config']))
-            x = torch.randn(1, 3, 256, 256)  # equality needs no full size
+            x = torch.randn(1, 3, *shape)
             with torch.no_grad():
                 diff = max((a - b).abs().max().item() for a, b in zip(
                     flatten_as_list(reloaded._forward(x)),
@@ -134,39 +146,58 @@ def main():
     parser.add_argument('--timeout', type=int, default=900)
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--one', help=argparse.SUPPRESS)
+    parser.add_argument('--size', type=int, default=512,
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        return run_one(args.one, args.runs)
+        return run_one(args.one, args.runs, args.size)
     import torch
+
+    from mmseg_prune.utils.io import atomic_write_text
     families = args.families or sorted(
         f for f in os.listdir(zoo_root())
         if not f.startswith(('_', '.')) and f not in NOT_MODELS
         and osp.isdir(osp.join(zoo_root(), f)))
+    # Rows of earlier runs are kept, so that single families can be re-run.
+    data_path = osp.splitext(args.out)[0] + '.json'
     rows = []
+    if osp.exists(data_path):
+        with open(data_path) as f:
+            rows = json.load(f)
     for family in families:
         config = representative(family)
         if config is None:
             continue
         start = time.perf_counter()
+        need = SILENT_NEEDS.get(family)
         try:
-            proc = subprocess.run(
-                [sys.executable, __file__, '--one', f'{family}/{config}',
-                 '--runs', str(args.runs)],
-                capture_output=True, text=True, timeout=args.timeout)
+            if need and importlib.util.find_spec(need) is None:
+                raise MissingPackage(need)
+            for size in (512, 256):  # 256 only after running out of memory
+                proc = subprocess.run(
+                    [sys.executable, __file__, '--one', f'{family}/{config}',
+                     '--runs', str(args.runs), '--size', str(size)],
+                    capture_output=True, text=True, timeout=args.timeout)
+                if proc.returncode != -9:
+                    break
             lines = [ln for ln in proc.stdout.splitlines()
                      if ln.startswith('ZOO_RESULT ')]
             row = json.loads(lines[-1][len('ZOO_RESULT '):]) if lines else \
                 dict(error=why(proc.stderr, proc.returncode))
         except subprocess.TimeoutExpired:
             row = dict(error=f'timed out after {args.timeout} s')
+        except MissingPackage as exc:
+            row = dict(error=f'needs the package {exc} (not installed)')
         row.update(family=family, config=config)
-        rows.append(row)
+        rows = [r for r in rows if r['family'] != family] + [row]
+        rows.sort(key=lambda r: r['family'])
+        atomic_write_text(data_path, json.dumps(rows, indent=1))
         status = 'ok' if 'error' not in row else row['error']
         print(f'{family:16s} {time.perf_counter() - start:6.1f} s  {status}',
               flush=True)
         # Rewritten after every family: an interrupted run keeps its rows.
         write_table(rows, args, torch.get_num_threads(),
-                    done=len(rows) == len(families))
+                    done=family == families[-1])
 
 
 def write_table(rows, args, threads, done=True):
@@ -178,13 +209,17 @@ def write_table(rows, args, threads, done=True):
     lines = [
         '# Model-zoo coverage', '',
         *([] if done else ['**Partial: the run was still going.**', '']),
-        'Made by `python benchmarks/zoo.py --out docs/zoo.md` '
+        'Made by `python benchmarks/zoo.py --out docs/zoo.md` (rows of '
+        'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
+        're-runs some) '
         f'({time.strftime("%Y-%m-%d")}, {threads} CPU threads). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
         'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
-        'size uses its config\'s crop size, shown in the input column); FLOPs are multiply-adds counted '
+        'size uses its config\'s crop size, and one that runs out of memory '
+        'at that size is run at 256x256, both shown in the input column); '
+        'FLOPs are multiply-adds counted '
         'by mmengine.analysis on the inference path (no auxiliary head). '
-        '"reload" is the largest output difference (at 256x256) after '
+        '"reload" is the largest output difference (at the same input) after '
         'rebuilding the pruned model from its pruned_config.py; latency is the median of '
         f'{args.runs} CPU runs after a warm-up.', '',
         f'Supported: {len(ok)} of {len(rows)} families; '

@@ -111,21 +111,23 @@ def _keeps_whole(module: nn.Module) -> bool:
 
 
 def _keeps_channels(grad_fn) -> bool:
-    """A reshape that only adds or drops trailing singleton dims, such as
-    (N, C, 1, 1) <-> (N, C): channel i stays channel i."""
+    """A reshape under which channel i stays channel i.
+
+    Two kinds: a channel vector that only gains or loses singleton dims,
+    such as (1, C, 1, 1) <-> (1, C) or a PReLU weight (C,) -> (1, C, 1, 1);
+    and a token tensor whose leading dims merge or split around its last
+    (channel) dim, such as (N, L, C) <-> (N * L, C) inside a linear layer.
+    """
     try:
         before = tuple(grad_fn._saved_self_sym_sizes)
         after = tuple(grad_fn._input_metadata[0].shape)
     except (AttributeError, IndexError, RuntimeError):
         return False
-
-    def squeezed(shape):
-        shape = list(shape)
-        while len(shape) > 2 and shape[-1] == 1:
-            shape.pop()
-        return shape
-
-    return len(before) >= 2 and squeezed(before) == squeezed(after)
+    sizes = [d for d in before if d != 1]
+    if len(sizes) == 1 and sizes == [d for d in after if d != 1]:
+        return True
+    return 2 <= len(before) <= 3 and 2 <= len(after) <= 3 and \
+        before[-1] == after[-1] > 1
 
 
 @dataclass
@@ -189,8 +191,15 @@ class SegmentorGraph:
         self.dependency_graph = self._trace()
         self.protected = sorted(
             set(self.protected) | self._cut_at_reshapes())
+        self.unprunable = []
         self.groups = self._collect_groups()
-        self.unprunable = self._drop_breaking_groups()
+        self.unprunable += self._drop_breaking_groups()
+        if self.unprunable:
+            print_log(
+                f'{len(self.unprunable)} channel group(s) are kept whole '
+                'because pruning them breaks the model: '
+                f'{", ".join(self.unprunable)}',
+                logger='current', level=30)
 
     def example_inputs(self) -> torch.Tensor:
         return torch.randn(1, 3, *self.input_shape)
@@ -299,6 +308,13 @@ class SegmentorGraph:
                 ]
         return producers
 
+    def _indices_fit(self, member: GroupMember) -> bool:
+        dg = self.dependency_graph
+        get = dg.get_out_channels if member.dim == 'out' else \
+            dg.get_in_channels
+        count = get(self.modules[member.name])
+        return count is None or max(member.idxs, default=-1) < count
+
     def _collect_groups(self) -> List[ChannelGroup]:
         dg = self.dependency_graph
         protected = [self.modules[n] for n in self.protected]
@@ -316,6 +332,12 @@ class SegmentorGraph:
                     GroupMember(name, dim, list(item.idxs),
                                 list(item.root_idxs)))
             if any(_keeps_whole(self.modules[m.name]) for m in members):
+                continue
+            if not all(self._indices_fit(m) for m in members):
+                # torch-pruning mapped channels through an op it misreads
+                # (a sum over channels, say): the group is not sound.
+                self.unprunable.append(self.module_names[
+                    tp_group[0].dep.target.module])
                 continue
             root = tp_group[0].dep.target.module
             multiple = 1
@@ -433,14 +455,9 @@ class SegmentorGraph:
                 else:
                     lo = mid + 1
             dropped.append(groups.pop(lo - 1).name)
-        if dropped:
-            print_log(
-                f'{len(dropped)} channel group(s) are kept whole because '
-                f'pruning them breaks the forward: {", ".join(dropped)}',
-                logger='current', level=30)
         if not groups:
             raise PruneError(
-                'every channel group breaks the forward when pruned, so '
-                'this model family is not supported yet')
+                'every channel group breaks the forward when pruned (first: '
+                f'{dropped[0]}), so this model family is not supported yet')
         self.groups = groups
         return dropped
