@@ -15,8 +15,9 @@ DEFAULT_PRUNING = dict(
     input_shape=None,
     ignore=[],
     calibration_batches=8,
-    budget=dict(mode='global', normalizer='mean', min_keep=0.05,
-                round_to=None, tolerance=0.005),
+    # mode and normalizer: the criterion's own defaults (SIRFP: its split
+    # budget on raw scores), else FlopsBudget's (global, mean).
+    budget=dict(min_keep=0.05, round_to=None, tolerance=0.005),
 )
 
 

@@ -131,7 +131,8 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
         PruneResult: The pruned model and its figures.
     """
     criterion = build_criterion(criterion)
-    budget = FlopsBudget(flops_reduction, **(budget or {}))
+    budget = FlopsBudget(flops_reduction,
+                         **{**criterion.budget_defaults, **(budget or {})})
     if criterion.requires_data and batches is None:
         raise PruneError(f'criterion {type(criterion).__name__} needs data; '
                          'give the config a train_dataloader (--data-root)')

@@ -2,7 +2,9 @@
 
 The search ranks all channels by their criterion scores, normalised within
 each group, and looks for the global threshold (a cut in that ranking; ties
-are spread evenly over groups) or, in ``uniform`` mode, the per-group ratio,
+are spread evenly over groups), in ``split`` mode the quantile at which both
+the backbone's and the head's rankings are cut, or in ``uniform`` mode the
+per-group ratio,
 whose plan removes the requested fraction of the dense FLOPs (MACs). Each
 candidate plan is costed analytically: every conv, linear and norm layer
 keeps its dense FLOPs scaled by the share of its input and output channels
@@ -100,7 +102,9 @@ class FlopsBudget:
         flops_reduction (float): Fraction of dense FLOPs (MACs) to remove,
             in (0, 1).
         mode (str): ``'global'``: one threshold over normalised scores of all
-            groups; ``'uniform'``: every group loses the same share of its
+            groups; ``'split'``: backbone groups and the others are each cut
+            at the same quantile of their own scores (SIRFP's official
+            budget); ``'uniform'``: every group loses the same share of its
             channels. Default: ``'global'``.
         normalizer (str | None): See :func:`normalize_scores`.
             Default: ``'mean'``.
@@ -125,9 +129,9 @@ class FlopsBudget:
             raise PruneError(
                 f'flops_reduction must be in (0, 1), got {flops_reduction}; '
                 'pass e.g. --flops-reduction 0.5 to remove half the FLOPs')
-        if mode not in ('global', 'uniform'):
-            raise PruneError(f'budget mode must be "global" or "uniform", '
-                             f'got "{mode}"')
+        if mode not in ('global', 'split', 'uniform'):
+            raise PruneError(f'budget mode must be "global", "split" or '
+                             f'"uniform", got "{mode}"')
         if normalizer not in (None, 'mean', 'max', 'rank'):
             raise PruneError(f'normalizer must be mean, max, rank or None, '
                              f'got "{normalizer}"')
@@ -171,36 +175,50 @@ class FlopsBudget:
         return plan
 
     def _rank(self, scores: Dict[str, torch.Tensor]) -> None:
-        """Order all channels globally, least important first.
+        """Order the channels of each part, least important first.
 
-        Ties (all scores equal, say) are broken by the channel's relative
-        position in its group, so that they spread evenly over groups.
+        One part holds every group, except in ``split`` mode: backbone
+        groups and the others. Ties (all scores equal, say) are broken by
+        the channel's relative position in its group, so that they spread
+        evenly over groups.
         """
         names = list(scores)
-        values = torch.cat([scores[n] for n in names])
-        group_of = torch.cat([
-            torch.full((len(scores[n]), ), i) for i, n in enumerate(names)
-        ])
-        position = torch.cat([
-            torch.arange(len(scores[n]), dtype=torch.float64) /
-            len(scores[n]) for n in names
-        ])
-        by_position = position.argsort(stable=True)
-        order = by_position[values[by_position].argsort(stable=True)]
-        self._ranked = (names, group_of[order])
+        parts = [list(range(len(names)))]
+        if self.mode == 'split':
+            backbone = [i for i, n in enumerate(names)
+                        if n.startswith('backbone.')]
+            parts = [backbone, [i for i in range(len(names))
+                                if i not in set(backbone)]]
+        self._ranked = (names, [])
+        for part in filter(None, parts):
+            values = torch.cat([scores[names[i]] for i in part])
+            group_of = torch.cat([
+                torch.full((len(scores[names[i]]), ), i) for i in part
+            ])
+            position = torch.cat([
+                torch.arange(len(scores[names[i]]), dtype=torch.float64) /
+                len(scores[names[i]]) for i in part
+            ])
+            by_position = position.argsort(stable=True)
+            order = by_position[values[by_position].argsort(stable=True)]
+            self._ranked[1].append(group_of[order])
 
     def _plan_at(self, scores, level: float) -> KeepPlan:
-        """Plan at a cut of the global ranking (global) or a pruned share
-        per group (uniform)."""
-        if self.mode == 'global':
-            names, ranked_groups = self._ranked
-            removed = torch.bincount(ranked_groups[:int(level)],
-                                     minlength=len(names))
-            counts = {n: len(scores[n]) - int(removed[i])
-                      for i, n in enumerate(names)}
-        else:
+        """Plan at a cut of the global ranking (global), at the same
+        quantile of each part's ranking (split) or at a pruned share per
+        group (uniform)."""
+        if self.mode == 'uniform':
             counts = {n: len(s) - int(math.floor(level * len(s)))
                       for n, s in scores.items()}
+            return self._plan(scores, counts)
+        names, parts = self._ranked
+        removed = torch.zeros(len(names), dtype=torch.long)
+        for ranked in parts:
+            cut = int(level) if self.mode == 'global' else \
+                int(math.floor(level * len(ranked)))
+            removed += torch.bincount(ranked[:cut], minlength=len(names))
+        counts = {n: len(scores[n]) - int(removed[i])
+                  for i, n in enumerate(names)}
         return self._plan(scores, counts)
 
     def _search(self, scores, estimator: FlopsEstimator,
@@ -212,7 +230,7 @@ class FlopsBudget:
             return 1 - estimator.estimate(self._plan_at(scores, level)) / dense
 
         if self.mode == 'global':
-            levels = list(range(len(self._ranked[1]) + 1))
+            levels = list(range(len(self._ranked[1][0]) + 1))
         else:
             steps = 2000
             levels = [i / steps for i in range(steps)]

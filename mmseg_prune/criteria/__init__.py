@@ -1,6 +1,7 @@
 from .base import BaseCriterion, reduce_members
 from .magnitude import (BNScaleCriterion, FPGMCriterion, L1Criterion,
                         RandomCriterion)
+from .sirfp import SIRFPCriterion
 from .taylor import TaylorCriterion
 
 #: Short names accepted by ``--criterion``.
@@ -10,10 +11,11 @@ CRITERIA_ALIASES = {
     'bn_scale': 'BNScaleCriterion',
     'fpgm': 'FPGMCriterion',
     'taylor': 'TaylorCriterion',
+    'sirfp': 'SIRFPCriterion',
 }
 
 __all__ = [
     'BaseCriterion', 'reduce_members', 'RandomCriterion', 'L1Criterion',
-    'BNScaleCriterion', 'FPGMCriterion', 'TaylorCriterion',
+    'BNScaleCriterion', 'FPGMCriterion', 'TaylorCriterion', 'SIRFPCriterion',
     'CRITERIA_ALIASES'
 ]

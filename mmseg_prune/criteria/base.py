@@ -17,6 +17,9 @@ class BaseCriterion:
 
     #: Whether :meth:`prepare` needs calibration batches.
     requires_data = False
+    #: :class:`~mmseg_prune.budget.FlopsBudget` arguments this criterion's
+    #: method prescribes; the config's ``pruning.budget`` overrides them.
+    budget_defaults: dict = {}
 
     def __call__(self, graph: SegmentorGraph,
                  batches: Optional[Iterable[dict]] = None

@@ -7,7 +7,9 @@ output x of shape (N, C, H, W):
   ``x̂_c = x_c / (||x_c||_1 + 1e-5)`` over the full spatial map (the official
   SIRFP code's ``dice``);
 - the spatial-detail term ``E[c]``: the spatial standard deviation of the
-  Sobel gradient magnitude of ``x_c``, averaged over the batch (from DCFP).
+  Sobel gradient magnitude of ``x_c``, averaged over the batch (from DCFP);
+- optionally the gradient term ``G[c]``, the mean ``|dL/dgamma_c|`` of the
+  layer's scale (SIRFP's second stage), fed by :meth:`update_gradient`.
 
 Batches are combined by a running mean (calibration pass) or an exponential
 moving average (during training, ``S <- r S + (1 - r) S_batch`` from zero, as
@@ -57,13 +59,16 @@ class RedundancyStatistics:
     def __init__(self, model: nn.Module, layer_names: Iterable[str],
                  momentum: Optional[float] = None):
         self.momentum = momentum
+        self.layer_names = list(layer_names)
         modules = dict(model.named_modules())
         self.redundancy: Dict[str, torch.Tensor] = {}
         self.detail: Dict[str, torch.Tensor] = {}
+        self.gradient: Dict[str, torch.Tensor] = {}
         self.counts: Dict[str, int] = {}
+        self._gradient_counts: Dict[str, torch.Tensor] = {}
         self._handles = [
             modules[name].register_forward_hook(self._hook(name))
-            for name in layer_names
+            for name in self.layer_names
         ]
 
     def _hook(self, name):
@@ -88,6 +93,24 @@ class RedundancyStatistics:
         self.redundancy[name].mul_(rate).add_(redundancy, alpha=1 - rate)
         self.detail[name].mul_(rate).add_(detail, alpha=1 - rate)
 
+    def update_gradient(self, name: str, weight: torch.Tensor,
+                        grad: torch.Tensor) -> None:
+        """Fold in ``|dL/dgamma|`` of a norm layer's scale ``gamma``.
+
+        As in DCFP and SIRFP's second stage, a channel's value changes only
+        when ``gamma * dL/dgamma > 0``; elsewhere it keeps its old value.
+        """
+        value = grad.detach().abs().float()
+        take = (weight.detach() * grad.detach() > 0).float()
+        if name not in self.gradient:
+            self.gradient[name] = torch.zeros_like(value)
+            self._gradient_counts[name] = torch.zeros_like(value)
+        counts = self._gradient_counts[name].add_(take)
+        rate = torch.full_like(value, self.momentum) \
+            if self.momentum is not None else 1 - 1 / counts.clamp(min=1)
+        rate = torch.where(take > 0, rate, torch.ones_like(rate))
+        self.gradient[name].mul_(rate).add_(value * (1 - rate))
+
     def synchronize(self) -> None:
         """Average the statistics over all ranks (no-op without a group).
 
@@ -97,7 +120,7 @@ class RedundancyStatistics:
         if not (dist.is_available() and dist.is_initialized()):
             return
         world = dist.get_world_size()
-        for stats in (self.redundancy, self.detail):
+        for stats in (self.redundancy, self.detail, self.gradient):
             for name in sorted(stats):
                 dist.all_reduce(stats[name])
                 stats[name].div_(world)

@@ -1,0 +1,143 @@
+"""SIRFP: spatial-aware information redundancy pruning (Wu et al., AAAI 2025).
+
+Per layer, channels are the vertices of a graph whose edges carry the
+spatial-aware redundancy ``S`` of their feature maps; the greedy maximum
+edge-weight clique solver removes the most redundant channel step by step,
+and a channel's score is ``beta * E - R`` (the official code's
+``GraphEdgePruner``): ``R`` is its redundancy row sum when the solver removed
+it, ``E`` its spatial-detail term. The second-stage variant
+(``GraphEdgeV2Pruner``) scores ``0.4 * G - R`` in every layer, with ``G`` the
+gradient term.
+
+Coupled channels (a residual stream shared by several blocks, the inputs of a
+concatenation) are scored by every member layer on its own; the group keeps
+a channel whose best member score passes the threshold, which is the official
+code's rule (a residual channel goes only when every member drops it).
+"""
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.utils import ProgressBar
+
+from ..registry import PRUNING_CRITERIA
+from ..statistics import RedundancyStatistics
+from ..structure.graph import (ChannelGroup, GroupMember, SegmentorGraph,
+                               forward_all_heads)
+from ..utils.errors import PruneError
+from .base import BaseCriterion
+from .greedy_mewcp import greedy_removal_order
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
+
+
+def scored_layers(graph: SegmentorGraph,
+                  group: ChannelGroup) -> List[GroupMember]:
+    """The members of ``group`` whose outputs SIRFP watches: its norm
+    layers (the official code hooks BN outputs), or the layers producing its
+    channels when it has no norm layer."""
+    outs = [m for m in group.members if m.dim == 'out']
+    norms = [m for m in outs if isinstance(graph.modules[m.name], _NORMS)]
+    return norms or [
+        m for m in outs
+        if isinstance(graph.modules[m.name], nn.modules.conv._ConvNd)
+    ]
+
+
+@PRUNING_CRITERIA.register_module()
+class SIRFPCriterion(BaseCriterion):
+    """Score channels by SIRFP's greedy MEWCP order and detail term.
+
+    Args:
+        backbone_beta (float): Weight of the detail term E in layers under
+            ``backbone.``. Default: 0.4 (the official code; it suggests 0.2
+            for large inputs such as Cityscapes crops).
+        head_beta (float): Weight of E elsewhere. Default: 0.
+        include_diagonal (bool): Count S_ii in the row sums, as the official
+            code does (the paper excludes it). Default: True.
+        gradient_weight (float | None): When set, use the second-stage
+            variant instead: ``gradient_weight * G - R`` in every layer, with
+            G the mean |dL/dgamma| of the norm layers' scales, taken only
+            where gamma * dL/dgamma > 0 (official: 0.4). Needs a backward
+            pass per batch. Default: None.
+    """
+
+    requires_data = True
+    #: The official budget: backbone and head cut at the same quantile of
+    #: their raw scores.
+    budget_defaults = dict(mode='split', normalizer=None)
+
+    def __init__(self, backbone_beta: float = 0.4, head_beta: float = 0.0,
+                 include_diagonal: bool = True,
+                 gradient_weight: Optional[float] = None):
+        self.backbone_beta = backbone_beta
+        self.head_beta = head_beta
+        self.include_diagonal = include_diagonal
+        self.gradient_weight = gradient_weight
+        self.statistics: Optional[RedundancyStatistics] = None
+
+    def prepare(self, graph, batches):
+        if batches is None:
+            raise PruneError(
+                'the sirfp criterion needs data: give the config a '
+                'train_dataloader whose data_root exists (--data-root DIR)')
+        names = sorted({m.name for g in graph.groups
+                        for m in scored_layers(graph, g)})
+        model = graph.model.eval()
+        stats = RedundancyStatistics(model, names)
+        batches = list(batches)
+        progress = ProgressBar(len(batches))
+        try:
+            for data in batches:
+                data = model.data_preprocessor(data, True)
+                if self.gradient_weight is None:
+                    with torch.no_grad():
+                        forward_all_heads(model, data['inputs'])
+                else:
+                    self._gradient_step(model, data, stats)
+                progress.update()
+        finally:
+            stats.remove()
+            model.zero_grad(set_to_none=True)
+        stats.synchronize()
+        self.statistics = stats
+
+    @staticmethod
+    def _gradient_step(model, data, stats):
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            losses = model.loss(data['inputs'], data['data_samples'])
+            loss, _ = model.parse_losses(losses)
+            loss.backward()
+        modules = dict(model.named_modules())
+        for name in stats.layer_names:
+            weight = getattr(modules[name], 'weight', None)
+            if weight is not None and weight.grad is not None:
+                stats.update_gradient(name, weight.detach(), weight.grad)
+
+    def layer_scores(self, name: str) -> torch.Tensor:
+        """SIRFP scores of one watched layer's channels."""
+        stats = self.statistics
+        if name not in stats.redundancy:
+            raise PruneError(
+                f'no SIRFP statistics for layer {name}: it did not run on '
+                '4-D feature maps during calibration')
+        _, row_sums = greedy_removal_order(stats.redundancy[name],
+                                           self.include_diagonal)
+        if self.gradient_weight is not None:
+            return self.gradient_weight * stats.gradient.get(
+                name, torch.zeros_like(row_sums)).double() - row_sums
+        beta = self.backbone_beta if name.startswith('backbone.') else \
+            self.head_beta
+        return beta * stats.detail[name].double() - row_sums
+
+    def score_group(self, graph, group):
+        best = torch.full((group.size, ), -float('inf'), dtype=torch.float64)
+        for member in scored_layers(graph, group):
+            scores = self.layer_scores(member.name)[member.idxs]
+            root = torch.as_tensor(member.root_idxs, dtype=torch.long)
+            best = best.scatter_reduce(0, root, scores, reduce='amax')
+        if torch.isinf(best).any():
+            raise PruneError(f'SIRFP watched no layer for some channels of '
+                             f'{group.name}')
+        return best
