@@ -137,8 +137,25 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
         raise PruneError(f'criterion {type(criterion).__name__} needs data; '
                          'give the config a train_dataloader (--data-root)')
     graph = SegmentorGraph(model, input_shape, ignore)
-    dense = count_complexity(graph.model, input_shape)
     scores = criterion(graph, batches if criterion.requires_data else None)
+    return prune_graph(graph, scores, budget)
+
+
+def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
+                budget: FlopsBudget) -> PruneResult:
+    """Prune a copy of ``graph.model`` by ``scores`` to ``budget``.
+
+    Args:
+        graph (SegmentorGraph): Groups of the model to prune.
+        scores (dict[str, Tensor]): Group name -> channel scores.
+        budget (FlopsBudget): The FLOPs target, relative to
+            ``graph.model``.
+
+    Returns:
+        PruneResult: The pruned copy and its figures.
+    """
+    input_shape = graph.input_shape
+    dense = count_complexity(graph.model, input_shape)
     pruned_models = {}
     inputs = graph.example_inputs()
     expected = graph.output_shapes
@@ -160,21 +177,23 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
         layers=_layer_table(graph.model, pruned))
 
 
-def pruned_config(cfg: Config, architecture: dict, checkpoint: str) -> Config:
+def pruned_config(cfg: Config, architecture: dict,
+                  checkpoint: Optional[str]) -> Config:
     """The config of a pruned model: ``cfg`` with a ``PrunedSegmentor``.
 
     Args:
         cfg (Config): The config the model was pruned from.
         architecture (dict): The pruned architecture.
-        checkpoint (str): Path of the pruned weights, which the model loads
-            when it is built (``model.pruned_weights``).
+        checkpoint (str | None): Path of the pruned weights, which the model
+            loads when it is built (``model.pruned_weights``); None when a
+            checkpoint is always given (tools/test.py, ``--resume``).
     """
     out = copy.deepcopy(cfg)
     out.model = dict(
         type='PrunedSegmentor',
         architecture=dense_architecture(cfg),
         pruned_structure=architecture,
-        pruned_weights=osp.abspath(checkpoint))
+        pruned_weights=checkpoint and osp.abspath(checkpoint))
     imports = dict(out.get('custom_imports') or {})
     names = list(imports.get('imports', []))
     if 'mmseg_prune' not in names:

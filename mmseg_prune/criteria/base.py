@@ -36,6 +36,11 @@ class BaseCriterion:
             dict[str, Tensor]: Group name -> one score per channel.
         """
         self.prepare(graph, batches)
+        return self.score(graph)
+
+    def score(self, graph: SegmentorGraph) -> Dict[str, torch.Tensor]:
+        """Score every group with what :meth:`prepare` (or a training hook)
+        has collected."""
         scores = {}
         for group in graph.groups:
             score = self.score_group(graph, group)

@@ -54,11 +54,15 @@ class RedundancyStatistics:
         layer_names (Iterable[str]): Norm layers to watch.
         momentum (float | None): EMA rate r (e.g. 0.999); None for a running
             mean. Default: None.
+        training_only (bool): Skip forward passes of layers in eval mode
+            (validation inside a training run). Default: False.
     """
 
     def __init__(self, model: nn.Module, layer_names: Iterable[str],
-                 momentum: Optional[float] = None):
+                 momentum: Optional[float] = None,
+                 training_only: bool = False):
         self.momentum = momentum
+        self.training_only = training_only
         self.layer_names = list(layer_names)
         modules = dict(model.named_modules())
         self.redundancy: Dict[str, torch.Tensor] = {}
@@ -74,7 +78,8 @@ class RedundancyStatistics:
     def _hook(self, name):
 
         def hook(module, inputs, output):
-            if output.dim() != 4:
+            if output.dim() != 4 or (self.training_only
+                                     and not module.training):
                 return
             self.update(name, batch_redundancy(output), batch_detail(output))
 
@@ -88,6 +93,10 @@ class RedundancyStatistics:
             self.detail[name] = torch.zeros_like(detail)
             self.counts[name] = 0
         self.counts[name] += 1
+        if self.redundancy[name].device != redundancy.device:  # resumed
+            self.redundancy[name] = self.redundancy[name].to(
+                redundancy.device)
+            self.detail[name] = self.detail[name].to(detail.device)
         rate = self.momentum if self.momentum is not None else \
             1 - 1 / self.counts[name]
         self.redundancy[name].mul_(rate).add_(redundancy, alpha=1 - rate)
@@ -124,6 +133,29 @@ class RedundancyStatistics:
             for name in sorted(stats):
                 dist.all_reduce(stats[name])
                 stats[name].div_(world)
+
+    def state_dict(self) -> dict:
+        """The statistics on the CPU, for a checkpoint."""
+        def cpu(stats):
+            return {k: v.detach().cpu() for k, v in stats.items()}
+
+        return dict(redundancy=cpu(self.redundancy), detail=cpu(self.detail),
+                    gradient=cpu(self.gradient), counts=dict(self.counts),
+                    gradient_counts=cpu(self._gradient_counts))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (layers this object watches)."""
+        names = set(self.layer_names)
+
+        def own(stats):
+            return {k: v.clone() for k, v in stats.items() if k in names}
+
+        self.redundancy = own(state['redundancy'])
+        self.detail = own(state['detail'])
+        self.gradient = own(state['gradient'])
+        self._gradient_counts = own(state['gradient_counts'])
+        self.counts = {k: v for k, v in state['counts'].items()
+                       if k in names}
 
     def remove(self) -> None:
         """Detach the hooks."""

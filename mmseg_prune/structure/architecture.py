@@ -71,9 +71,11 @@ def extract_architecture(dense: nn.Module, pruned: nn.Module) -> Architecture:
 def apply_architecture(model: nn.Module, architecture: Architecture) -> None:
     """Resize ``model`` in place to ``architecture``.
 
-    Parameters and buffers are replaced by tensors of the recorded shapes,
-    re-initialised by the module's own ``reset_parameters`` where it has one;
-    load the pruned weights afterwards.
+    Parameters are resized in place (they stay the same objects, so an
+    optimizer holding them stays valid) and buffers replaced, all with the
+    recorded shapes, then re-initialised by the module's own
+    ``reset_parameters`` where it has one; load the pruned weights
+    afterwards.
 
     Args:
         model (nn.Module): A freshly built dense model of the same config.
@@ -104,8 +106,9 @@ def apply_architecture(model: nn.Module, architecture: Architecture) -> None:
                     'structure belongs to another model config')
             new = torch.zeros(shape, dtype=old.dtype, device=old.device)
             if isinstance(old, nn.Parameter):
-                setattr(module, key,
-                        nn.Parameter(new, requires_grad=old.requires_grad))
+                # The same Parameter object, resized: an optimizer built on
+                # the model keeps holding the model's parameters.
+                old.data = new
             else:
                 module.register_buffer(
                     key, new, persistent=key not in

@@ -1,0 +1,115 @@
+"""PruningHook prunes the live model inside a training run and resumes."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmseg_prune.analysis import count_complexity
+from mmseg_prune.apis import build_segmentor, load_config, set_data_root
+from mmseg_prune.hooks import PruningHook
+from mmseg_prune.models import strip_pretrained
+from mmseg_prune.utils import PruneError
+
+from conftest import DEEPLABV3, SMALL, small_crop_config
+
+SIZE = 64
+SCHEDULE = [dict(iter=2, flops_reduction=0.3),
+            dict(iter=4, flops_reduction=0.5)]
+
+
+def _config(work_dir, demo_root, max_iters):
+    """FCN R18 (with an aux head) on the generated VOC data at 64x64."""
+    cfg = small_crop_config(DEEPLABV3, size=SIZE)
+    cfg.model = strip_pretrained(small_crop_config(SMALL, size=SIZE).model)
+    cfg.model.decode_head.num_classes = 21
+    cfg.model.auxiliary_head.num_classes = 21
+    set_data_root(cfg, demo_root)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].update(num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                         val_interval=1000)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                        by_epoch=False, interval=2)
+    cfg.default_hooks.logger.interval = 1
+    cfg.custom_hooks = [dict(type='PruningHook', schedule=SCHEDULE,
+                             momentum=0.9)]
+    cfg.work_dir = str(work_dir)
+    cfg.pop('pruning')
+    return cfg
+
+
+def _reduction(model, dense_flops):
+    model = model.module if hasattr(model, 'module') else model
+    import copy
+    flops = count_complexity(copy.deepcopy(model).cpu().eval(),
+                             (SIZE, SIZE)).flops
+    return 1 - flops / dense_flops
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, demo_root):
+    work_dir = tmp_path_factory.mktemp('hook')
+    cfg = _config(work_dir, demo_root, max_iters=5)
+    dense_flops = count_complexity(build_segmentor(cfg), (SIZE, SIZE)).flops
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner, str(work_dir), dense_flops
+
+
+def test_prunes_at_the_scheduled_iterations(trained):
+    runner, work_dir, dense_flops = trained
+    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.006
+    # iter_2 was saved before the first step, iter_4 between the two.
+    steps = {
+        name: torch.load(osp.join(work_dir, name))['meta']['mmseg_prune']
+        ['steps_done'] for name in ('iter_2.pth', 'iter_4.pth', 'iter_5.pth')
+    }
+    assert steps == {'iter_2.pth': 0, 'iter_4.pth': 1, 'iter_5.pth': 2}
+    assert runner.iter == 5
+
+
+def test_written_config_rebuilds_the_trained_model(trained):
+    runner, work_dir, _ = trained
+    cfg = load_config(osp.join(work_dir, 'pruned_config.py'))
+    assert not cfg.get('custom_hooks')
+    rebuilt = build_segmentor(cfg, osp.join(work_dir, 'iter_5.pth'))
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt._forward(x),
+                                   runner.model.eval()._forward(x))
+
+
+def test_resume_after_a_pruning_step(trained, demo_root, tmp_path):
+    _, work_dir, dense_flops = trained
+    cfg = _config(tmp_path, demo_root, max_iters=6)
+    cfg.resume = True
+    cfg.load_from = osp.join(work_dir, 'iter_4.pth')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 6
+    assert 'iter_6.pth' in os.listdir(tmp_path)
+    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.006
+    # The checkpoint carried the statistics: the resumed run pruned the
+    # same channels as the uninterrupted one.
+    def structure(path):
+        return torch.load(path)['meta']['mmseg_prune']['pruned_structure']
+
+    assert structure(osp.join(tmp_path, 'iter_6.pth')) == \
+        structure(osp.join(work_dir, 'iter_5.pth'))
+
+
+@pytest.mark.parametrize('schedule', [
+    [], [dict(iter=4, flops_reduction=0.3), dict(iter=2, flops_reduction=0.5)],
+    [dict(iter=2, flops_reduction=1.5)], [dict(flops_reduction=0.5)]
+])
+def test_bad_schedules(schedule):
+    with pytest.raises(PruneError, match='schedule must be'):
+        PruningHook(schedule)
+
+
+def test_criteria_needing_batches_are_refused():
+    with pytest.raises(PruneError, match='tools/prune.py'):
+        PruningHook([dict(iter=1, flops_reduction=0.5)], criterion='taylor')
