@@ -84,7 +84,8 @@ class SIRFPCriterion(BaseCriterion):
         names = sorted({m.name for g in graph.groups
                         for m in scored_layers(graph, g)})
         model = graph.model.eval()
-        stats = RedundancyStatistics(model, names)
+        stats = RedundancyStatistics(
+            model, names, gradients=self.gradient_weight is not None)
         batches = list(batches)
         progress = ProgressBar(len(batches))
         try:
@@ -93,27 +94,17 @@ class SIRFPCriterion(BaseCriterion):
                 if self.gradient_weight is None:
                     with torch.no_grad():
                         forward_all_heads(model, data['inputs'])
-                else:
-                    self._gradient_step(model, data, stats)
+                else:  # the statistics read G during backward
+                    with torch.enable_grad():
+                        losses = model.loss(data['inputs'],
+                                            data['data_samples'])
+                        model.parse_losses(losses)[0].backward()
                 progress.update()
         finally:
             stats.remove()
             model.zero_grad(set_to_none=True)
         stats.synchronize()
         self.statistics = stats
-
-    @staticmethod
-    def _gradient_step(model, data, stats):
-        model.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            losses = model.loss(data['inputs'], data['data_samples'])
-            loss, _ = model.parse_losses(losses)
-            loss.backward()
-        modules = dict(model.named_modules())
-        for name in stats.layer_names:
-            weight = getattr(modules[name], 'weight', None)
-            if weight is not None and weight.grad is not None:
-                stats.update_gradient(name, weight.detach(), weight.grad)
 
     def layer_scores(self, name: str) -> torch.Tensor:
         """SIRFP scores of one watched layer's channels."""

@@ -48,10 +48,12 @@ class PruningHook(Hook):
 
     Args:
         schedule (list[dict]): Steps ``dict(iter=k, flops_reduction=r)``,
-            iterations increasing, reductions increasing in (0, 1).
-        criterion (str | dict): A registered criterion. Criteria that need
-            calibration batches other than SIRFP are for tools/prune.py.
-            Default: ``'sirfp'``.
+            iterations increasing, reductions increasing in (0, 1); a step
+            may name its own ``criterion`` (SIRFP's second stage uses the
+            gradient variant).
+        criterion (str | dict): A registered criterion for steps naming
+            none. Criteria that need calibration batches other than SIRFP
+            are for tools/prune.py. Default: ``'sirfp'``.
         momentum (float): EMA rate of SIRFP's statistics. Default: 0.999.
         input_shape (tuple[int, int], optional): Where FLOPs are counted.
             Default: the config's crop size.
@@ -78,13 +80,15 @@ class PruningHook(Hook):
                 'flops_reduction=r) with increasing iterations and '
                 f'increasing reductions in (0, 1), got {list(schedule)}')
         self.schedule = steps
-        self.criterion = build_criterion(criterion)
-        if self.criterion.requires_data and \
-                not isinstance(self.criterion, SIRFPCriterion):
-            raise PruneError(
-                f'{type(self.criterion).__name__} needs calibration batches, '
-                'which PruningHook does not feed; prune with tools/prune.py '
-                'or use sirfp or a data-free criterion here')
+        self.criteria = [build_criterion(s.get('criterion', criterion))
+                         for s in steps]
+        for built in self.criteria:
+            if built.requires_data and not isinstance(built, SIRFPCriterion):
+                raise PruneError(
+                    f'{type(built).__name__} needs calibration batches, '
+                    'which PruningHook does not feed; prune with '
+                    'tools/prune.py or use sirfp or a data-free criterion '
+                    'here')
         self.momentum = momentum
         self.input_shape = input_shape
         self.ignore = list(ignore)
@@ -162,15 +166,18 @@ class PruningHook(Hook):
     def _watch(self, runner) -> None:
         """Collect SIRFP's statistics while pruning steps remain."""
         self._unwatch()
-        if self.steps_done >= len(self.schedule) or \
-                not isinstance(self.criterion, SIRFPCriterion):
+        if self.steps_done >= len(self.schedule):
+            return
+        criterion = self.criteria[self.steps_done]
+        if not isinstance(criterion, SIRFPCriterion):
             return
         graph = self._graph(runner)
         names = sorted({m.name for g in graph.groups
                         for m in scored_layers(graph, g)})
         self.statistics = RedundancyStatistics(
             _unwrap(runner.model), names, momentum=self.momentum,
-            training_only=True)
+            training_only=True,
+            gradients=criterion.gradient_weight is not None)
         if self._resumed_statistics is not None:
             self.statistics.load_state_dict(self._resumed_statistics)
             self._resumed_statistics = None
@@ -182,12 +189,13 @@ class PruningHook(Hook):
 
     def _prune(self, runner, step: dict) -> None:
         graph = self._graph(runner)
+        criterion = self.criteria[self.steps_done]
         if self.statistics is not None:
             self.statistics.synchronize()
-            self.criterion.statistics = self.statistics
-            scores = self.criterion.score(graph)
+            criterion.statistics = self.statistics
+            scores = criterion.score(graph)
         else:
-            scores = self.criterion(graph)
+            scores = criterion(graph)
         current = count_complexity(graph.model, self.input_shape).flops
         target = 1 - (1 - step['flops_reduction']) * self.dense_flops / \
             current
@@ -197,7 +205,7 @@ class PruningHook(Hook):
                 f'{step["flops_reduction"]:.0%} of its FLOPs; step skipped')
         else:
             budget = FlopsBudget(
-                target, **{**self.criterion.budget_defaults, **self.budget})
+                target, **{**criterion.budget_defaults, **self.budget})
             result = prune_graph(graph, scores, budget)
             self._apply(runner, graph.model, result.model)
             runner.logger.info(

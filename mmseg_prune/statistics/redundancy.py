@@ -56,11 +56,13 @@ class RedundancyStatistics:
             mean. Default: None.
         training_only (bool): Skip forward passes of layers in eval mode
             (validation inside a training run). Default: False.
+        gradients (bool): Also collect ``G`` from the gradients that reach
+            the layers' scales in every backward pass. Default: False.
     """
 
     def __init__(self, model: nn.Module, layer_names: Iterable[str],
                  momentum: Optional[float] = None,
-                 training_only: bool = False):
+                 training_only: bool = False, gradients: bool = False):
         self.momentum = momentum
         self.training_only = training_only
         self.layer_names = list(layer_names)
@@ -74,6 +76,19 @@ class RedundancyStatistics:
             modules[name].register_forward_hook(self._hook(name))
             for name in self.layer_names
         ]
+        if gradients:
+            for name in self.layer_names:
+                weight = getattr(modules[name], 'weight', None)
+                if isinstance(weight, nn.Parameter) and weight.requires_grad:
+                    self._handles.append(weight.register_hook(
+                        self._gradient_hook(name, weight)))
+
+    def _gradient_hook(self, name, weight):
+
+        def hook(grad):
+            self.update_gradient(name, weight, grad)
+
+        return hook
 
     def _hook(self, name):
 
@@ -114,6 +129,10 @@ class RedundancyStatistics:
         if name not in self.gradient:
             self.gradient[name] = torch.zeros_like(value)
             self._gradient_counts[name] = torch.zeros_like(value)
+        elif self.gradient[name].device != value.device:  # resumed
+            self.gradient[name] = self.gradient[name].to(value.device)
+            self._gradient_counts[name] = self._gradient_counts[name].to(
+                value.device)
         counts = self._gradient_counts[name].add_(take)
         rate = torch.full_like(value, self.momentum) \
             if self.momentum is not None else 1 - 1 / counts.clamp(min=1)

@@ -15,8 +15,10 @@ from mmseg_prune.utils import PruneError
 from conftest import DEEPLABV3, SMALL, small_crop_config
 
 SIZE = 64
+# SIRFP's recipe: the edge score first, then the gradient variant.
 SCHEDULE = [dict(iter=2, flops_reduction=0.3),
-            dict(iter=4, flops_reduction=0.5)]
+            dict(iter=4, flops_reduction=0.5,
+                 criterion=dict(type='SIRFPCriterion', gradient_weight=0.4))]
 
 
 def _config(work_dir, demo_root, max_iters):
@@ -68,6 +70,13 @@ def test_prunes_at_the_scheduled_iterations(trained):
         ['steps_done'] for name in ('iter_2.pth', 'iter_4.pth', 'iter_5.pth')
     }
     assert steps == {'iter_2.pth': 0, 'iter_4.pth': 1, 'iter_5.pth': 2}
+    # Before the second step the hook gathers the gradient term too.
+    stats = torch.load(osp.join(work_dir, 'iter_4.pth'))['meta'][
+        'mmseg_prune']['statistics']
+    assert stats['gradient'] and stats['redundancy'].keys() == \
+        stats['gradient'].keys()
+    assert all(g.sum() > 0 for g in stats['gradient'].values())
+    assert stats['counts']['backbone.stem.1'] == 2  # iterations 3 and 4
     assert runner.iter == 5
 
 
