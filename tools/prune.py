@@ -10,6 +10,8 @@ Example:
 """
 import argparse
 import itertools
+import json
+import os.path as osp
 import sys
 import warnings
 
@@ -19,9 +21,12 @@ from mmengine.runner import set_random_seed
 from mmseg_prune.apis import (build_criterion, build_report, build_segmentor,
                               check_data, default_input_shape, load_config,
                               prune_segmentor, save_pruned, work_dir_for)
-from mmseg_prune.apis.report import layers_table, summary_table
+from mmseg_prune.apis.report import (layers_table, metrics_table,
+                                     summary_table)
+from mmseg_prune.apis.runner import evaluate, finetune
 from mmseg_prune.utils import PruneError
 from mmseg_prune.utils.cli import run_cli
+from mmseg_prune.utils.io import atomic_write_text
 
 
 def parse_args(argv):
@@ -32,7 +37,7 @@ def parse_args(argv):
     parser.add_argument('--work-dir', help='output folder '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--criterion', help='random, l1, bn_scale, fpgm, '
-                        'taylor (default: the config\'s pruning.criterion, '
+                        'taylor, sirfp (default: the config\'s pruning.criterion, '
                         'else l1)')
     parser.add_argument('--flops-reduction', type=float,
                         help='fraction of FLOPs (MACs) to remove, in (0, 1)')
@@ -40,6 +45,14 @@ def parse_args(argv):
                         metavar=('H', 'W'), help='input at which FLOPs are '
                         'counted (default: the config\'s crop size)')
     parser.add_argument('--data-root', help='data root of every dataset')
+    parser.add_argument('--finetune', type=int, metavar='ITERS',
+                        help='fine-tune the pruned model for ITERS '
+                        'iterations with the config\'s schedule (shortened '
+                        'to ITERS) in WORK_DIR/finetune')
+    parser.add_argument('--eval', action='store_true',
+                        help='evaluate dense and pruned (after fine-tuning) '
+                        'on the config\'s test set and add the metrics to '
+                        'the report')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. '
                         'pruning.budget.mode=uniform')
@@ -73,6 +86,13 @@ def main(argv=None):
     input_shape = args.input_shape or pruning.input_shape or \
         default_input_shape(cfg)
     work_dir = args.work_dir or work_dir_for(args.config)
+    if args.finetune is not None and args.finetune < 1:
+        raise PruneError(f'--finetune needs a positive number of iterations, '
+                         f'got {args.finetune}')
+    if criterion.requires_data or args.finetune:
+        check_data(cfg)
+    if args.eval:
+        check_data(cfg, 'test_dataloader')
     # Initial weights, calibration order and random scores repeat run to run.
     set_random_seed(cfg.get('randomness', {}).get('seed') or 0)
     if args.checkpoint is None and not cfg.model.get('pruned_weights'):
@@ -92,6 +112,21 @@ def main(argv=None):
     paths = save_pruned(result, cfg, work_dir, report)
     print(layers_table(result.layers))
     print(summary_table(report))
+    if args.finetune:
+        paths['finetuned'] = finetune(
+            load_config(paths['config']), osp.join(work_dir, 'finetune'),
+            args.finetune)
+        report['finetune_iters'] = args.finetune
+    if args.eval:
+        report['evaluation'] = dict(
+            dense=evaluate(cfg, osp.join(work_dir, 'eval_dense'),
+                           args.checkpoint),
+            pruned=evaluate(load_config(paths['config']),
+                            osp.join(work_dir, 'eval_pruned'),
+                            paths.get('finetuned')))
+        print(metrics_table(report['evaluation']))
+    if args.finetune or args.eval:
+        atomic_write_text(paths['report'], json.dumps(report, indent=2))
     for kind, path in paths.items():
         print(f'{kind:>10}: {path}')
     return 0

@@ -65,9 +65,17 @@ def load_config(config: str, cfg_options: Optional[dict] = None,
                          'segmentation config')
     if data_root is not None:
         set_data_root(cfg, data_root)
-    defaults = Config(dict(pruning=copy.deepcopy(DEFAULT_PRUNING)))
-    defaults.merge_from_dict(dict(pruning=cfg.get('pruning') or {}))
-    cfg.pruning = defaults.pruning
+    pruning = copy.deepcopy(DEFAULT_PRUNING)
+    for key, value in (cfg.get('pruning') or {}).items():
+        if key not in pruning:
+            raise PruneError(
+                f'unknown key pruning.{key} in config "{config}"; the keys '
+                f'are {", ".join(DEFAULT_PRUNING)}')
+        if key == 'budget':
+            pruning['budget'].update(value)
+        else:
+            pruning[key] = value  # a criterion may be a name or a dict
+    cfg.pruning = pruning
     return cfg
 
 
@@ -106,6 +114,35 @@ def dataset_roots(dataset_cfg) -> list:
     return roots
 
 
+#: How to get the datasets of mmseg's model zoo (dataset type -> steps).
+DATASET_HINTS = {
+    'PascalVOCDataset': (
+        'VOC 2012 aug = VOCtrainval_11-May-2012.tar plus the SBD '
+        'augmented masks (benchmark.tgz), converted with mmseg\'s '
+        'tools/dataset_converters/voc_aug.py'),
+    'CityscapesDataset': (
+        'Cityscapes = leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip'
+        ' from cityscapes-dataset.com, converted with mmseg\'s '
+        'tools/dataset_converters/cityscapes.py'),
+    'ADE20KDataset': 'ADE20K = ADEChallengeData2016.zip from MIT',
+    'COCOStuffDataset': (
+        'COCO-Stuff = the cocostuff-10k or 164k release, converted with '
+        'mmseg\'s tools/dataset_converters/coco_stuff10k.py or '
+        'coco_stuff164k.py'),
+}
+
+
+def _dataset_types(node) -> list:
+    """Types of the dataset configs under ``node`` that have a data root."""
+    if isinstance(node, dict):
+        own = [node['type']] if 'data_root' in node and 'type' in node \
+            else []
+        return own + [t for v in node.values() for t in _dataset_types(v)]
+    if isinstance(node, (list, tuple)):
+        return [t for v in node for t in _dataset_types(v)]
+    return []
+
+
 def check_data(cfg: Config, split: str = 'train_dataloader') -> None:
     """Raise a clear error when a dataset root of ``split`` is missing."""
     loader = cfg.get(split)
@@ -113,11 +150,13 @@ def check_data(cfg: Config, split: str = 'train_dataloader') -> None:
         raise PruneError(f'the config has no {split}; this step needs data')
     for root in dataset_roots(loader):
         if not osp.isdir(root):
+            hint = next((DATASET_HINTS[t] for t in _dataset_types(loader)
+                         if t in DATASET_HINTS), 'the dataset')
             raise PruneError(
-                f'dataset root "{root}" does not exist. Download the dataset '
-                'as mmseg\'s docs/en/user_guides/2_dataset_prepare.md '
-                'describes and pass --data-root DIR, or run on generated '
-                'data: python tools/make_demo_data.py data/demo, then '
+                f'dataset root "{root}" ({split}) does not exist. Get '
+                f'{hint} (mmseg\'s docs/en/user_guides/2_dataset_prepare.md)'
+                ' and pass --data-root DIR, or run on generated data: '
+                'python tools/make_demo_data.py data/demo, then add '
                 '--data-root data/demo')
 
 

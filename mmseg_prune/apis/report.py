@@ -30,3 +30,14 @@ def layers_table(layers: dict) -> PrettyTable:
         if kept != total:
             table.add_row([name, kept, total, f'{kept / total:.0%}'])
     return table
+
+
+def metrics_table(evaluation: dict) -> PrettyTable:
+    """Test-set metrics of the dense and the pruned model."""
+    keys = sorted(evaluation['dense'])
+    table = PrettyTable(['', *keys])
+    table.title = 'Test set'
+    for name in ('dense', 'pruned'):
+        table.add_row([name, *(f'{evaluation[name].get(k, float("nan")):.2f}'
+                               for k in keys)])
+    return table

@@ -1,0 +1,65 @@
+"""Fine-tune and evaluate through MMEngine's runner, as mmseg's tools do."""
+import copy
+import os.path as osp
+from typing import Dict, Optional
+
+from mmengine.config import Config
+
+from .config import check_data
+
+
+def _runner_config(cfg: Config, work_dir: str) -> Config:
+    cfg = copy.deepcopy(cfg)
+    cfg.pop('pruning', None)
+    cfg.work_dir = work_dir
+    cfg.launcher = 'none'
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(key):
+            cfg[key].update(num_workers=0, persistent_workers=False)
+    return cfg
+
+
+def evaluate(cfg: Config, work_dir: str,
+             checkpoint: Optional[str] = None) -> Dict[str, float]:
+    """The metrics of ``cfg``'s model on its test set.
+
+    Args:
+        cfg (Config): A dense or pruned config.
+        work_dir (str): Where the runner logs.
+        checkpoint (str, optional): Weights loaded first (a pruned config
+            also loads its own ``pruned_weights``).
+
+    Returns:
+        dict[str, float]: What the test evaluator reports (mIoU, ...).
+    """
+    from mmengine.runner import Runner
+    check_data(cfg, 'test_dataloader')
+    cfg = _runner_config(cfg, work_dir)
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    runner = Runner.from_cfg(cfg)
+    return {k: float(v) for k, v in runner.test().items()}
+
+
+def finetune(cfg: Config, work_dir: str, iters: int) -> str:
+    """Train ``cfg``'s model for ``iters`` iterations; return the last
+    checkpoint.
+
+    Iteration-based schedulers that end after ``iters`` are shortened to
+    end there, so that the learning rate decays within the run.
+    """
+    from mmengine.runner import Runner
+    check_data(cfg)
+    cfg = _runner_config(cfg, work_dir)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=iters)
+    schedulers = cfg.get('param_scheduler') or []
+    for scheduler in (schedulers if isinstance(schedulers, list)
+                      else [schedulers]):
+        if not scheduler.get('by_epoch', True) and \
+                scheduler.get('end', 0) > iters:
+            scheduler['end'] = iters
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=iters)
+    Runner.from_cfg(cfg).train()
+    return osp.join(work_dir, f'iter_{iters}.pth')

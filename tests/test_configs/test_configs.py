@@ -1,0 +1,37 @@
+"""Every shipped config loads, builds its hooks, and names real modules."""
+import fnmatch
+import glob
+import os.path as osp
+
+import pytest
+from mmseg.registry import HOOKS
+
+from mmseg_prune.apis import build_segmentor, load_config
+
+from conftest import TESTS_DIR
+
+CONFIGS = sorted(glob.glob(osp.join(osp.dirname(TESTS_DIR), 'configs', '**',
+                                    '*.py'), recursive=True))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config(path):
+    cfg = load_config(path)
+    model = build_segmentor(cfg)
+    names = [n for n, _ in model.named_modules()]
+    hooks = [h for h in cfg.get('custom_hooks', [])
+             if h['type'] == 'PruningHook']
+    patterns = list(cfg.pruning.ignore)
+    for hook in hooks:
+        HOOKS.build(hook)
+        patterns += hook.get('ignore', [])
+    for pattern in patterns:
+        assert any(fnmatch.fnmatch(n, pattern) for n in names), pattern
+
+
+def test_the_card_config_prunes_with_sirfp_at_2x():
+    cfg = load_config(osp.join(osp.dirname(TESTS_DIR), 'configs',
+                               'deeplabv3_voc_sirfp.py'))
+    assert cfg.pruning.criterion['type'] == 'SIRFPCriterion'
+    assert cfg.pruning.flops_reduction == 0.5
+    assert cfg.pruning.budget['mode'] == 'split'
