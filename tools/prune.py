@@ -77,8 +77,10 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     pruning = cfg.pruning
-    criterion_name = args.criterion or pruning.criterion
-    criterion = build_criterion(criterion_name)
+    criterion_cfg = args.criterion or pruning.criterion
+    criterion = build_criterion(criterion_cfg)
+    criterion_name = criterion_cfg if isinstance(criterion_cfg, str) else \
+        criterion_cfg['type']
     flops_reduction = args.flops_reduction or pruning.flops_reduction
     if not 0 < flops_reduction < 1:
         raise PruneError(f'--flops-reduction must be in (0, 1), got '
@@ -108,7 +110,7 @@ def main(argv=None):
     result = prune_segmentor(model, criterion, flops_reduction, input_shape,
                              batches=batches, ignore=pruning.ignore,
                              budget=dict(pruning.budget))
-    report = build_report(result, str(criterion_name), flops_reduction)
+    report = build_report(result, criterion_name, flops_reduction)
     paths = save_pruned(result, cfg, work_dir, report)
     print(layers_table(result.layers))
     print(summary_table(report))

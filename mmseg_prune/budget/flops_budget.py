@@ -13,7 +13,7 @@ the model and counted with the real counter; the estimate's error is fed
 back into the target until the counted reduction is within tolerance.
 """
 import math
-from typing import Callable, Dict, Sequence, Tuple, Union
+from typing import Callable, Dict, Tuple, Union
 
 import torch
 import torch.nn as nn

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..structure.graph import ChannelGroup, SegmentorGraph
+from ..utils.errors import PruneError
 
 
 class BaseCriterion:
@@ -47,6 +48,10 @@ class BaseCriterion:
             assert score.shape == (group.size, ), (
                 f'{type(self).__name__} gave {tuple(score.shape)} scores for '
                 f'{group.size} channels of {group.name}')
+            if not torch.isfinite(score).all():
+                raise PruneError(
+                    f'{type(self).__name__} gave non-finite scores for '
+                    f'{group.name}; check the checkpoint and the data')
             scores[group.name] = score.detach().float().cpu()
         return scores
 

@@ -42,8 +42,10 @@ def batch_detail(x: torch.Tensor) -> torch.Tensor:
     ky = _SOBEL.t().contiguous().to(x.device).expand(channels, 1, 3, 3)
     gx = F.conv2d(x, kx, padding=1, groups=channels)
     gy = F.conv2d(x, ky, padding=1, groups=channels)
-    magnitude = (gx.square() + gy.square()).sqrt()
-    return magnitude.flatten(2).std(-1).mean(0)
+    magnitude = (gx.square() + gy.square()).sqrt().flatten(2)
+    if magnitude.shape[-1] < 2:  # a 1x1 map (image pooling) has no detail
+        return magnitude.new_zeros(channels)
+    return magnitude.std(-1).mean(0)
 
 
 class RedundancyStatistics:

@@ -1,5 +1,3 @@
-import torch
-
 from mmseg_prune.analysis import (count_complexity, inference_params,
                                   measure_latency)
 

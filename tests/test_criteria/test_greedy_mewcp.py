@@ -1,6 +1,5 @@
 import itertools
 
-import numpy as np
 import pytest
 import torch
 
@@ -48,4 +47,3 @@ def test_duplicated_channels_go_first():
     order, _ = greedy_removal_order(batch_redundancy(features))
     first_two = set(order[:2].tolist())
     assert len(first_two & {0, 6}) == 1 and len(first_two & {3, 7}) == 1
-

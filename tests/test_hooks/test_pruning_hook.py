@@ -1,4 +1,5 @@
 """PruningHook prunes the live model inside a training run and resumes."""
+import copy
 import os
 import os.path as osp
 
@@ -43,9 +44,12 @@ def _config(work_dir, demo_root, max_iters):
     return cfg
 
 
+def _structure(checkpoint):
+    return torch.load(checkpoint)['meta']['mmseg_prune']['pruned_structure']
+
+
 def _reduction(model, dense_flops):
     model = model.module if hasattr(model, 'module') else model
-    import copy
     flops = count_complexity(copy.deepcopy(model).cpu().eval(),
                              (SIZE, SIZE)).flops
     return 1 - flops / dense_flops
@@ -103,11 +107,8 @@ def test_resume_after_a_pruning_step(trained, demo_root, tmp_path):
     assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.006
     # The checkpoint carried the statistics: the resumed run pruned the
     # same channels as the uninterrupted one.
-    def structure(path):
-        return torch.load(path)['meta']['mmseg_prune']['pruned_structure']
-
-    assert structure(osp.join(tmp_path, 'iter_6.pth')) == \
-        structure(osp.join(work_dir, 'iter_5.pth'))
+    assert _structure(osp.join(tmp_path, 'iter_6.pth')) == \
+        _structure(osp.join(work_dir, 'iter_5.pth'))
 
 
 @pytest.mark.parametrize('schedule', [

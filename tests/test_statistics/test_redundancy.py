@@ -38,6 +38,13 @@ def test_batch_statistics_equal_numpy():
                                numpy_detail(x.double().numpy()), rtol=1e-5)
 
 
+def test_pooled_maps_have_no_detail():
+    """Image-pooling branches give 1x1 maps: E is 0 there, not NaN."""
+    x = torch.randn(2, 4, 1, 1)
+    assert torch.equal(batch_detail(x), torch.zeros(4))
+    assert torch.isfinite(batch_redundancy(x)).all()
+
+
 @pytest.mark.parametrize('momentum', [None, 0.9])
 def test_hooks_accumulate_running_mean_or_ema(momentum):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
