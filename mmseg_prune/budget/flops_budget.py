@@ -9,8 +9,9 @@ whose plan removes the requested fraction of the dense FLOPs (MACs). Each
 candidate plan is costed analytically: every conv, linear and norm layer
 keeps its dense FLOPs scaled by the share of its input and output channels
 that survive. The chosen plan is then applied to a copy of
-the model and counted with the real counter; the estimate's error is fed
-back into the target until the counted reduction is within tolerance.
+the model and counted with the real counter; the target is corrected by
+secant steps through the counts until the counted reduction is within
+tolerance.
 """
 import math
 from typing import Callable, Dict, Tuple, Union
@@ -117,14 +118,16 @@ class FlopsBudget:
             Default: None.
         tolerance (float): Allowed gap between counted and requested
             reduction. Default: 0.005 (half a percentage point).
-        max_rounds (int): Counted corrections at most. Default: 5.
+        max_rounds (int): Counted plans at most; each correction is a
+            secant step through the last two counts (the first goes through
+            the origin: no pruning, no reduction). Default: 6.
     """
 
     def __init__(self, flops_reduction: float, mode: str = 'global',
                  normalizer: Union[str, None] = 'mean',
                  min_keep: Union[float, int] = 0.05,
                  round_to: Union[int, None] = None,
-                 tolerance: float = 0.005, max_rounds: int = 5):
+                 tolerance: float = 0.005, max_rounds: int = 6):
         if not 0 < flops_reduction < 1:
             raise PruneError(
                 f'flops_reduction must be in (0, 1), got {flops_reduction}; '
@@ -295,7 +298,7 @@ class FlopsBudget:
                 '(protected layers such as classifiers are never pruned); '
                 'lower --flops-reduction or min_keep')
         target = self.flops_reduction
-        best = None
+        best, history = None, []
         for _ in range(self.max_rounds):
             plan, _ = self._search(scores, estimator, target)
             flops = count_flops(plan)
@@ -305,7 +308,15 @@ class FlopsBudget:
                 best = (plan, flops, achieved)
             if abs(achieved - self.flops_reduction) <= self.tolerance:
                 return plan, flops
-            target += self.flops_reduction - achieved
+            history.append((target, achieved))
+            (t0, a0), (t1, a1) = history[-2:] if len(history) > 1 else \
+                ((0.0, 0.0), history[-1])
+            if abs(a1 - a0) > 1e-9:  # secant: the estimate's slope is off
+                target = t1 + (self.flops_reduction - a1) * (t1 - t0) / (
+                    a1 - a0)
+            else:
+                target += self.flops_reduction - achieved
+            target = min(max(target, 0.0), 1.0)
         floor = count_flops(self._plan(scores, dict.fromkeys(scores, 0)))
         if 1 - floor / dense.flops < self.flops_reduction - self.tolerance:
             raise PruneError(
