@@ -47,7 +47,8 @@ def watched(model, size):
 
 def selection(size):
     from mmseg_prune.apis import build_segmentor, load_config
-    from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
+    from mmseg_prune.criteria.greedy_mewcp import (greedy_removal_order,
+                                                   greedy_removal_orders)
     from mmseg_prune.statistics import RedundancyStatistics
     from mmseg_prune.structure import forward_all_heads
     graph, names = watched(build_segmentor(load_config(R101)), size)
@@ -57,8 +58,7 @@ def selection(size):
     recorder.remove()
     matrices = [recorder.redundancy[n] for n in names]
     start = time.perf_counter()
-    for matrix in matrices:
-        greedy_removal_order(matrix)
+    greedy_removal_orders(matrices)
     ours = time.perf_counter() - start
     largest = max(matrices, key=len)
     weights = largest.abs().double().numpy()
@@ -124,13 +124,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--parts', nargs='+', default=['selection',
+                                                       'overhead'],
+                        choices=['selection', 'overhead'])
     args = parser.parse_args()
     import mmseg_prune  # noqa: F401
     from mmseg_prune.utils.cli import quiet_logger
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads')
     with quiet_logger():
-        selection(64)
-        overhead(args.size, args.runs)
+        if 'selection' in args.parts:
+            selection(64)
+        if 'overhead' in args.parts:
+            overhead(args.size, args.runs)
 
 
 if __name__ == '__main__':
