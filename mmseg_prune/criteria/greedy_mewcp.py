@@ -10,52 +10,8 @@ from them, so the whole order costs O(C^2).
 """
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
-
-
-def greedy_removal_orders(
-        redundancies: Sequence[torch.Tensor],
-        include_diagonal: bool = True
-) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`greedy_removal_order` of many layers at once.
-
-    Layers of the same width are stacked and solved together, so the number
-    of Python steps is the sum of the distinct widths (about 4k for a
-    ResNet-101) rather than of all widths (56k).
-
-    Args:
-        redundancies (Sequence[Tensor]): (C, C) matrices S, any widths.
-        include_diagonal (bool): See :func:`greedy_removal_order`.
-
-    Returns:
-        list[tuple[Tensor, Tensor]]: Per matrix, the removal order and the
-        row sum of every channel when it was removed.
-    """
-    results = [None] * len(redundancies)
-    by_width = {}
-    for i, matrix in enumerate(redundancies):
-        by_width.setdefault(len(matrix), []).append(i)
-    for width, members in by_width.items():
-        weights = torch.stack([
-            redundancies[i].detach().cpu().abs().double() for i in members
-        ])
-        if not include_diagonal:
-            weights.diagonal(dim1=1, dim2=2).zero_()
-        columns = weights.transpose(1, 2).contiguous()  # column k as a row
-        row_sums = weights.sum(2)
-        del weights
-        rows = torch.arange(len(members))
-        order = torch.empty(len(members), width, dtype=torch.long)
-        removed_sums = torch.empty(len(members), width, dtype=torch.float64)
-        for step in range(width):
-            k = row_sums.argmax(1)
-            order[:, step] = k
-            removed_sums[rows, k] = row_sums[rows, k]
-            row_sums -= columns[rows, k]  # k leaves every remaining row sum
-            row_sums[rows, k] = -float('inf')  # and is never picked again
-        for j, i in enumerate(members):
-            results[i] = (order[j], removed_sums[j])
-    return results
 
 
 def greedy_removal_order(redundancy: torch.Tensor,
@@ -72,4 +28,31 @@ def greedy_removal_order(redundancy: torch.Tensor,
         tuple[Tensor, Tensor]: The channel indices in removal order, and for
         every channel its row sum R_i at the moment it was removed.
     """
-    return greedy_removal_orders([redundancy], include_diagonal)[0]
+    weights = np.abs(redundancy.detach().cpu().double().numpy())
+    if not include_diagonal:
+        np.fill_diagonal(weights, 0.0)
+    row_sums = weights.sum(1)
+    columns = np.ascontiguousarray(weights.T)  # column k as a contiguous row
+    size = len(row_sums)
+    order = np.empty(size, dtype=np.int64)
+    removed_sums = np.empty(size)
+    for step in range(size):
+        k = int(np.argmax(row_sums))
+        order[step] = k
+        removed_sums[k] = row_sums[k]
+        row_sums -= columns[k]  # k leaves every remaining row sum
+        row_sums[k] = -np.inf  # and is never picked again
+    return torch.from_numpy(order), torch.from_numpy(removed_sums)
+
+
+def greedy_removal_orders(
+        redundancies: Sequence[torch.Tensor],
+        include_diagonal: bool = True
+) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`greedy_removal_order` of every layer.
+
+    Stacking layers of one width to solve them together was tried and is
+    slower on a CPU (numpy's fancy indexing costs more than the loop
+    overhead it saves).
+    """
+    return [greedy_removal_order(r, include_diagonal) for r in redundancies]
