@@ -47,8 +47,7 @@ def watched(model, size):
 
 def selection(size):
     from mmseg_prune.apis import build_segmentor, load_config
-    from mmseg_prune.criteria.greedy_mewcp import (greedy_removal_order,
-                                                   greedy_removal_orders)
+    from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
     from mmseg_prune.statistics import RedundancyStatistics
     from mmseg_prune.structure import forward_all_heads
     graph, names = watched(build_segmentor(load_config(R101)), size)
@@ -58,7 +57,8 @@ def selection(size):
     recorder.remove()
     matrices = [recorder.redundancy[n] for n in names]
     start = time.perf_counter()
-    greedy_removal_orders(matrices)
+    for matrix in matrices:
+        greedy_removal_order(matrix)
     ours = time.perf_counter() - start
     largest = max(matrices, key=len)
     weights = largest.abs().double().numpy()

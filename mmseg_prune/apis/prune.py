@@ -142,7 +142,8 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
 
 
 def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
-                budget: FlopsBudget) -> PruneResult:
+                budget: FlopsBudget,
+                dense: Optional[Complexity] = None) -> PruneResult:
     """Prune a copy of ``graph.model`` by ``scores`` to ``budget``.
 
     Args:
@@ -150,12 +151,14 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
         scores (dict[str, Tensor]): Group name -> channel scores.
         budget (FlopsBudget): The FLOPs target, relative to
             ``graph.model``.
+        dense (Complexity, optional): ``graph.model``'s count at
+            ``graph.input_shape``, when the caller has it already.
 
     Returns:
         PruneResult: The pruned copy and its figures.
     """
     input_shape = graph.input_shape
-    dense = count_complexity(graph.model, input_shape)
+    dense = dense or count_complexity(graph.model, input_shape)
     pruned_models = {}
     inputs = graph.example_inputs()
     expected = graph.output_shapes

@@ -250,6 +250,17 @@ class FlopsBudget:
         best = min(candidates, key=lambda lv: abs(reduction(lv) - target))
         return self._plan_at(scores, best), reduction(best)
 
+    def _check_reach(self, floor: float, how: str) -> None:
+        """Refuse a target below ``floor``, the share of FLOPs left with
+        every group at ``min_keep``."""
+        if 1 - floor < self.flops_reduction - self.tolerance:
+            raise PruneError(
+                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
+                f'reach: with every group at min_keep={self.min_keep} the '
+                f'model still has {floor:.1%} of its FLOPs ({how}; layers '
+                'kept whole, such as attention and classifiers, are not '
+                'pruned); lower --flops-reduction or min_keep')
+
     def select(self, graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
                dense: Complexity,
                count_flops: Callable[[KeepPlan], int]) -> Tuple[KeepPlan, int]:
@@ -288,15 +299,9 @@ class FlopsBudget:
             ]
             for g in graph.groups
         }
-        smallest = estimator.estimate(
-            self._plan(scores, dict.fromkeys(scores, 0)))
-        if 1 - smallest / dense.flops < self.flops_reduction - self.tolerance:
-            raise PruneError(
-                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
-                f'reach: keeping min_keep={self.min_keep} channels per group '
-                f'still leaves {smallest / dense.flops:.1%} of the FLOPs '
-                '(protected layers such as classifiers are never pruned); '
-                'lower --flops-reduction or min_keep')
+        floor_plan = self._plan(scores, dict.fromkeys(scores, 0))
+        self._check_reach(estimator.estimate(floor_plan) / dense.flops,
+                          'estimated')
         target = self.flops_reduction
         best, history = None, []
         for _ in range(self.max_rounds):
@@ -317,14 +322,7 @@ class FlopsBudget:
             else:
                 target += self.flops_reduction - achieved
             target = min(max(target, 0.0), 1.0)
-        floor = count_flops(self._plan(scores, dict.fromkeys(scores, 0)))
-        if 1 - floor / dense.flops < self.flops_reduction - self.tolerance:
-            raise PruneError(
-                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
-                f'reach: with every group at min_keep={self.min_keep} the '
-                f'model still counts {floor / dense.flops:.1%} of its FLOPs '
-                '(layers kept whole, such as attention and classifiers, '
-                'are not pruned); lower --flops-reduction')
+        self._check_reach(count_flops(floor_plan) / dense.flops, 'counted')
         raise PruneError(
             f'could not reach a FLOPs reduction of '
             f'{self.flops_reduction:.1%} within ±{self.tolerance:.1%}: the '

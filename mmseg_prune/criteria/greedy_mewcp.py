@@ -8,7 +8,7 @@ official code, which recomputes every row sum at every step (O(C^3) per
 layer), the row sums are updated incrementally: removing k subtracts column k
 from them, so the whole order costs O(C^2).
 """
-from typing import List, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -43,16 +43,3 @@ def greedy_removal_order(redundancy: torch.Tensor,
         row_sums -= columns[k]  # k leaves every remaining row sum
         row_sums[k] = -np.inf  # and is never picked again
     return torch.from_numpy(order), torch.from_numpy(removed_sums)
-
-
-def greedy_removal_orders(
-        redundancies: Sequence[torch.Tensor],
-        include_diagonal: bool = True
-) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`greedy_removal_order` of every layer.
-
-    Stacking layers of one width to solve them together was tried and is
-    slower on a CPU (numpy's fancy indexing costs more than the loop
-    overhead it saves).
-    """
-    return [greedy_removal_order(r, include_diagonal) for r in redundancies]

@@ -26,7 +26,7 @@ from ..structure.graph import (ChannelGroup, GroupMember, SegmentorGraph,
                                forward_all_heads)
 from ..utils.errors import PruneError
 from .base import BaseCriterion
-from .greedy_mewcp import greedy_removal_order, greedy_removal_orders
+from .greedy_mewcp import greedy_removal_order
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
 
@@ -75,7 +75,6 @@ class SIRFPCriterion(BaseCriterion):
         self.include_diagonal = include_diagonal
         self.gradient_weight = gradient_weight
         self.statistics: Optional[RedundancyStatistics] = None
-        self._row_sums = {}
 
     def prepare(self, graph, batches):
         if batches is None:
@@ -84,7 +83,6 @@ class SIRFPCriterion(BaseCriterion):
                 'train_dataloader whose data_root exists (--data-root DIR)')
         names = sorted({m.name for g in graph.groups
                         for m in scored_layers(graph, g)})
-        self._row_sums = {}
         model = graph.model.eval()
         stats = RedundancyStatistics(
             model, names, gradients=self.gradient_weight is not None)
@@ -108,15 +106,6 @@ class SIRFPCriterion(BaseCriterion):
         stats.synchronize()
         self.statistics = stats
 
-    def score(self, graph):
-        # Solve every layer's MEWCP at once (layers of one width together).
-        names = sorted(self.statistics.redundancy)
-        solved = greedy_removal_orders(
-            [self.statistics.redundancy[n] for n in names],
-            self.include_diagonal)
-        self._row_sums = {n: r for n, (_, r) in zip(names, solved)}
-        return super().score(graph)
-
     def layer_scores(self, name: str) -> torch.Tensor:
         """SIRFP scores of one watched layer's channels."""
         stats = self.statistics
@@ -124,9 +113,8 @@ class SIRFPCriterion(BaseCriterion):
             raise PruneError(
                 f'no SIRFP statistics for layer {name}: it did not run on '
                 '4-D feature maps during calibration')
-        row_sums = self._row_sums[name] if name in self._row_sums else \
-            greedy_removal_order(stats.redundancy[name],
-                                 self.include_diagonal)[1]
+        _, row_sums = greedy_removal_order(stats.redundancy[name],
+                                           self.include_diagonal)
         if self.gradient_weight is not None:
             return self.gradient_weight * stats.gradient.get(
                 name, torch.zeros_like(row_sums)).double() - row_sums

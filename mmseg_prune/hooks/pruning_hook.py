@@ -196,9 +196,9 @@ class PruningHook(Hook):
             scores = criterion.score(graph)
         else:
             scores = criterion(graph)
-        current = count_complexity(graph.model, self.input_shape).flops
+        current = count_complexity(graph.model, self.input_shape)
         target = 1 - (1 - step['flops_reduction']) * self.dense_flops / \
-            current
+            current.flops
         if target <= 0:
             runner.logger.warning(
                 f'PruningHook: the model has already lost '
@@ -206,7 +206,7 @@ class PruningHook(Hook):
         else:
             budget = FlopsBudget(
                 target, **{**criterion.budget_defaults, **self.budget})
-            result = prune_graph(graph, scores, budget)
+            result = prune_graph(graph, scores, budget, dense=current)
             self._apply(runner, graph.model, result.model)
             runner.logger.info(
                 f'PruningHook: pruned at iteration {runner.iter}: FLOPs '
