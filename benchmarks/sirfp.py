@@ -37,11 +37,11 @@ def official_order(weights):
 
 
 def watched(model, size):
-    from mmseg_prune.criteria.sirfp import scored_layers
+    from mmseg_prune.structure.graph import output_layers
     from mmseg_prune.structure import SegmentorGraph
     graph = SegmentorGraph(model, (size, size))
     names = sorted({m.name for g in graph.groups
-                    for m in scored_layers(graph, g)})
+                    for m in output_layers(graph, g)})
     return graph, names
 
 

@@ -18,8 +18,11 @@ from .config import readable_file
 
 
 def dense_architecture(cfg: Config) -> dict:
-    """The dense model config, also for a config of a pruned model."""
+    """The dense segmentor config, also for a config of a pruned model or
+    of MTP's wrapper."""
     model = cfg.model
+    if model.get('type') == 'MTPSegmentor':
+        model = model.segmentor
     if model.get('type') == 'PrunedSegmentor':
         model = model.architecture
     return copy.deepcopy(dict(model.to_dict() if hasattr(model, 'to_dict')

@@ -1,6 +1,7 @@
 from .base import BaseCriterion, reduce_members
 from .magnitude import (BNScaleCriterion, FPGMCriterion, L1Criterion,
                         RandomCriterion)
+from .mtp import MTPCriterion
 from .sirfp import SIRFPCriterion
 from .taylor import TaylorCriterion
 
@@ -12,10 +13,11 @@ CRITERIA_ALIASES = {
     'fpgm': 'FPGMCriterion',
     'taylor': 'TaylorCriterion',
     'sirfp': 'SIRFPCriterion',
+    'mtp': 'MTPCriterion',
 }
 
 __all__ = [
     'BaseCriterion', 'reduce_members', 'RandomCriterion', 'L1Criterion',
     'BNScaleCriterion', 'FPGMCriterion', 'TaylorCriterion', 'SIRFPCriterion',
-    'CRITERIA_ALIASES'
+    'MTPCriterion', 'CRITERIA_ALIASES'
 ]

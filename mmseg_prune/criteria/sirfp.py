@@ -14,35 +14,17 @@ concatenation) are scored by every member layer on its own; the group keeps
 a channel whose best member score passes the threshold, which is the official
 code's rule (a residual channel goes only when every member drops it).
 """
-from typing import List, Optional
+from typing import Optional
 
 import torch
-import torch.nn as nn
 from mmengine.utils import ProgressBar
 
 from ..registry import PRUNING_CRITERIA
 from ..statistics import RedundancyStatistics
-from ..structure.graph import (ChannelGroup, GroupMember, SegmentorGraph,
-                               forward_all_heads)
+from ..structure.graph import forward_all_heads, output_layers
 from ..utils.errors import PruneError
 from .base import BaseCriterion
 from .greedy_mewcp import greedy_removal_order
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
-
-
-def scored_layers(graph: SegmentorGraph,
-                  group: ChannelGroup) -> List[GroupMember]:
-    """The members of ``group`` whose outputs SIRFP watches: its norm
-    layers (the official code hooks BN outputs), or the layers producing its
-    channels when it has no norm layer."""
-    outs = [m for m in group.members if m.dim == 'out']
-    norms = [m for m in outs if isinstance(graph.modules[m.name], _NORMS)]
-    return norms or [
-        m for m in outs
-        if isinstance(graph.modules[m.name], nn.modules.conv._ConvNd)
-    ]
-
 
 @PRUNING_CRITERIA.register_module()
 class SIRFPCriterion(BaseCriterion):
@@ -82,7 +64,7 @@ class SIRFPCriterion(BaseCriterion):
                 'the sirfp criterion needs data: give the config a '
                 'train_dataloader whose data_root exists (--data-root DIR)')
         names = sorted({m.name for g in graph.groups
-                        for m in scored_layers(graph, g)})
+                        for m in output_layers(graph, g)})
         model = graph.model.eval()
         stats = RedundancyStatistics(
             model, names, gradients=self.gradient_weight is not None)
@@ -124,7 +106,7 @@ class SIRFPCriterion(BaseCriterion):
 
     def score_group(self, graph, group):
         best = torch.full((group.size, ), -float('inf'), dtype=torch.float64)
-        for member in scored_layers(graph, group):
+        for member in output_layers(graph, group):
             scores = self.layer_scores(member.name)[member.idxs]
             root = torch.as_tensor(member.root_idxs, dtype=torch.long)
             best = best.scatter_reduce(0, root, scores, reduce='amax')

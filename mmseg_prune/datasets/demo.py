@@ -176,3 +176,46 @@ def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
         if osp.exists(tmp):
             shutil.rmtree(tmp)
     return {split: len(ids) for split, ids in splits.items()}
+
+
+#: Names of the 20 VOC object classes, in label order (1..20).
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
+               'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
+               'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
+               'train', 'tvmonitor')
+
+
+def make_demo_classification(root: str, num: int = 40,
+                             seed: int = 0) -> Dict[str, int]:
+    """Write an ImageNet-style folder of generated scenes (``root/<class>/
+    *.jpg``), each labelled with the class covering most of it.
+
+    The scenes are drawn like :func:`make_demo_dataset`'s, so MTP's
+    classification task and the segmentation task share their classes.
+    Written to a temporary folder and moved into place.
+
+    Returns:
+        dict[str, int]: Number of images per class folder.
+    """
+    rng = np.random.RandomState(seed + 1)
+    styles = _class_styles(np.random.RandomState(seed))
+    root = osp.abspath(root)
+    os.makedirs(osp.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.demo-', dir=osp.dirname(root))
+    counts: Dict[str, int] = {}
+    try:
+        for i in range(num):
+            image, label = make_scene(rng, styles)
+            areas = np.bincount(label.ravel(), minlength=NUM_CLASSES)[1:]
+            name = VOC_CLASSES[int(areas.argmax())]
+            os.makedirs(osp.join(tmp, name), exist_ok=True)
+            Image.fromarray(image).save(
+                osp.join(tmp, name, f'demo_{i:05d}.jpg'), quality=90)
+            counts[name] = counts.get(name, 0) + 1
+        if osp.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if osp.exists(tmp):
+            shutil.rmtree(tmp)
+    return counts

@@ -1,3 +1,4 @@
+from .mtp_hook import MTPHook, task_at
 from .pruning_hook import PruningHook
 
-__all__ = ['PruningHook']
+__all__ = ['MTPHook', 'PruningHook', 'task_at']

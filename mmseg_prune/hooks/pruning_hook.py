@@ -13,7 +13,9 @@ from ..apis.config import default_input_shape
 from ..apis.model import build_segmentor
 from ..apis.prune import build_criterion, prune_graph, pruned_config
 from ..budget import FlopsBudget
-from ..criteria.sirfp import SIRFPCriterion, scored_layers
+from ..criteria import MTPCriterion, SIRFPCriterion
+from ..models import MTPSegmentor
+from ..structure.graph import output_layers
 from ..statistics import RedundancyStatistics
 from ..structure import (SegmentorGraph, apply_architecture,
                          extract_architecture)
@@ -83,12 +85,13 @@ class PruningHook(Hook):
         self.criteria = [build_criterion(s.get('criterion', criterion))
                          for s in steps]
         for built in self.criteria:
-            if built.requires_data and not isinstance(built, SIRFPCriterion):
+            if built.requires_data and not isinstance(
+                    built, (SIRFPCriterion, MTPCriterion)):
                 raise PruneError(
                     f'{type(built).__name__} needs calibration batches, '
                     'which PruningHook does not feed; prune with '
-                    'tools/prune.py or use sirfp or a data-free criterion '
-                    'here')
+                    'tools/prune.py or use sirfp, mtp or a data-free '
+                    'criterion here')
         self.momentum = momentum
         self.input_shape = input_shape
         self.ignore = list(ignore)
@@ -115,6 +118,12 @@ class PruningHook(Hook):
             # the average at the next step unchanged (it is linear).
             self.statistics.synchronize()
             statistics = self.statistics.state_dict()
+        wrapper = _search_model(runner.model)
+        if wrapper is not None and not wrapper.searching:
+            # After MTP's search the run trains the plain segmentor: save it
+            # as one, so the checkpoint fits pruned_config.py.
+            checkpoint['state_dict'] = wrapper.segmentor_state_dict(
+                checkpoint['state_dict'])
         checkpoint.setdefault('meta', {})[META_KEY] = dict(
             pruned_structure=extract_architecture(
                 self._reference(runner), _unwrap(runner.model)),
@@ -132,12 +141,24 @@ class PruningHook(Hook):
         self.steps_done = state['steps_done']
         self.dense_flops = state['dense_flops']
         self._resumed_statistics = state.get('statistics')
+        wrapper = _search_model(runner.model)
+        if wrapper is not None and any(
+                isinstance(c, MTPCriterion)
+                for c in self.criteria[:self.steps_done]):
+            wrapper.finish_search()
         runner.logger.info(
             f'PruningHook: restored the structure after '
             f'{self.steps_done} pruning step(s)')
 
     # -- training ----------------------------------------------------------
     def before_train(self, runner) -> None:
+        wrapper = _search_model(runner.model)
+        if any(isinstance(c, MTPCriterion) for c in self.criteria) and \
+                wrapper is None:
+            raise PruneError(
+                'PruningHook with the mtp criterion needs model=dict('
+                'type="MTPSegmentor", segmentor=...) and an MTPHook in the '
+                f'config; the model is a {type(_unwrap(runner.model)).__name__}')
         self.input_shape = tuple(self.input_shape
                                  or default_input_shape(runner.cfg))
         self._reference(runner)
@@ -173,7 +194,7 @@ class PruningHook(Hook):
             return
         graph = self._graph(runner)
         names = sorted({m.name for g in graph.groups
-                        for m in scored_layers(graph, g)})
+                        for m in output_layers(graph, g)})
         self.statistics = RedundancyStatistics(
             _unwrap(runner.model), names, momentum=self.momentum,
             training_only=True,
@@ -193,6 +214,11 @@ class PruningHook(Hook):
         if self.statistics is not None:
             self.statistics.synchronize()
             criterion.statistics = self.statistics
+            scores = criterion.score(graph)
+        elif isinstance(criterion, MTPCriterion):
+            # The run searched the scores: fold them into the copy, which is
+            # pruned and loaded back; the search ends here.
+            criterion.model = _search_model(runner.model)
             scores = criterion.score(graph)
         else:
             scores = criterion(graph)
@@ -248,5 +274,13 @@ class PruningHook(Hook):
                               cfg.pretty_text)
 
 
+def _search_model(model: torch.nn.Module) -> Optional[MTPSegmentor]:
+    """The run's MTP wrapper, if it trains one."""
+    model = model.module if is_model_wrapper(model) else model
+    return model if isinstance(model, MTPSegmentor) else None
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if is_model_wrapper(model) else model
+    """The segmentor trained, inside DDP and MTP wrappers."""
+    model = model.module if is_model_wrapper(model) else model
+    return model.segmentor if isinstance(model, MTPSegmentor) else model

@@ -1,3 +1,8 @@
+from .channel_gates import ChannelGates
+from .mtp_segmentor import MTPSegmentor, load_classifier
 from .pruned_segmentor import PrunedSegmentor, strip_pretrained
 
-__all__ = ['PrunedSegmentor', 'strip_pretrained']
+__all__ = [
+    'ChannelGates', 'MTPSegmentor', 'load_classifier', 'PrunedSegmentor',
+    'strip_pretrained'
+]

@@ -1,9 +1,10 @@
 from .architecture import apply_architecture, extract_architecture
 from .graph import (ChannelGroup, GroupMember, SegmentorGraph,
-                    auxiliary_heads, check_segmentor, forward_all_heads)
+                    auxiliary_heads, check_segmentor, forward_all_heads,
+                    output_layers)
 
 __all__ = [
     'apply_architecture', 'extract_architecture', 'ChannelGroup',
     'GroupMember', 'SegmentorGraph', 'auxiliary_heads', 'check_segmentor',
-    'forward_all_heads'
+    'forward_all_heads', 'output_layers'
 ]

@@ -156,6 +156,22 @@ class ChannelGroup:
         return [m.name for m in self.members if m.dim == 'out']
 
 
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
+
+
+def output_layers(graph: 'SegmentorGraph',
+                  group: ChannelGroup) -> List[GroupMember]:
+    """The members of ``group`` whose outputs carry its channels as a layer
+    computes them: its norm layers (BN or GN; SIRFP hooks BN outputs, MTP
+    gates them), else its convs, else its linear layers."""
+    outs = [m for m in group.members if m.dim == 'out']
+    for kinds in (_NORMS, nn.modules.conv._ConvNd, nn.Linear):
+        found = [m for m in outs if isinstance(graph.modules[m.name], kinds)]
+        if found:
+            return found
+    return []
+
+
 class SegmentorGraph:
     """Coupled channel groups of a segmentor, built with torch-pruning.
 
@@ -237,9 +253,14 @@ class SegmentorGraph:
         return sorted(protected)
 
     def _trace(self) -> tp.DependencyGraph:
+        # The trace follows autograd, so frozen parameters (MTP's search)
+        # take part while it runs.
+        frozen = [p for p in self.model.parameters() if not p.requires_grad]
         with torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             try:
+                for param in frozen:
+                    param.requires_grad_(True)
                 return tp.DependencyGraph().build_dependency(
                     self.model, self.example_inputs(),
                     forward_fn=forward_all_heads, verbose=False)
@@ -248,6 +269,9 @@ class SegmentorGraph:
                     'cannot trace the channel dependencies of this model '
                     f'({type(exc).__name__}: {exc}); this model family is '
                     'not supported yet') from exc
+            finally:
+                for param in frozen:
+                    param.requires_grad_(False)
 
     def _cut_at_reshapes(self) -> set:
         """Keep channels that flow through a reshape whole.

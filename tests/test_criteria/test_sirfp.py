@@ -5,9 +5,9 @@ from mmseg_prune.apis import (build_criterion, build_segmentor, load_config,
                               prune_segmentor)
 from mmseg_prune.budget import FlopsBudget
 from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
-from mmseg_prune.criteria.sirfp import scored_layers
+
 from mmseg_prune.statistics import batch_detail, batch_redundancy
-from mmseg_prune.structure import SegmentorGraph
+from mmseg_prune.structure import SegmentorGraph, output_layers
 
 from conftest import SMALL, data_batch, fake_batch
 
@@ -33,7 +33,7 @@ def scored():
 def test_watches_norm_outputs_and_scores_every_group(scored):
     graph, criterion, scores = scored
     stem = [g for g in graph.groups if g.name == 'backbone.stem.0'][0]
-    assert [m.name for m in scored_layers(graph, stem)] == ['backbone.stem.1']
+    assert [m.name for m in output_layers(graph, stem)] == ['backbone.stem.1']
     assert set(scores) == {g.name for g in graph.groups}
     for group in graph.groups:
         assert scores[group.name].shape == (group.size, )
@@ -77,7 +77,7 @@ def test_residual_group_keeps_a_channel_any_member_keeps(scored):
     graph, criterion, scores = scored
     group = [g for g in graph.groups
              if 'backbone.layer1.0.conv2' in g.out_modules][0]
-    members = scored_layers(graph, group)
+    members = output_layers(graph, group)
     assert len(members) >= 2
     per_member = torch.stack([
         criterion.layer_scores(m.name)[m.idxs].float() for m in members])

@@ -1,0 +1,109 @@
+"""MTP: channel importance learned jointly from classification and
+segmentation (Chen et al., ICME 2022).
+
+The search wraps the model in an :class:`~mmseg_prune.models.MTPSegmentor`
+and updates the channel scores one step per calibration batch, alternating
+segmentation and classification steps; a channel's importance is |score|.
+Scoring folds the scores into the model's norm layers first, so the model
+that is pruned is the plain segmentor computing what the gated one did.
+"""
+from typing import Optional
+
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.utils import ProgressBar
+
+from ..registry import PRUNING_CRITERIA
+from ..utils.errors import PruneError
+from .base import BaseCriterion
+
+
+@PRUNING_CRITERIA.register_module()
+class MTPCriterion(BaseCriterion):
+    """|score| of channel scores learned by MTP's alternating search.
+
+    Args:
+        period (dict): ``dict(seg=S, cls=C)``: S segmentation steps, then C
+            classification steps, repeated. Default: one each.
+        optimizer (dict): Optimizer of the search. Default: Adam, lr 0.01.
+        cls_dataloader (dict, optional): Dataloader config of an
+            ImageNet-style folder; None for the label-free mode.
+        **model_args: :class:`~mmseg_prune.models.MTPSegmentor` arguments
+            (``classifier``, ``alpha``, ``sparsity``, ``temperature``,
+            ``freeze_weights``).
+
+    Attributes:
+        model (MTPSegmentor | None): The searched wrapper; a
+            :class:`~mmseg_prune.hooks.PruningHook` sets it to the training
+            run's model instead of searching here.
+    """
+
+    requires_data = True
+    #: Scores of all groups share one scale (they start at 1 under one L1
+    #: term), so one global threshold on raw |score| chooses the channels.
+    budget_defaults = dict(mode='global', normalizer=None)
+
+    def __init__(self, period: Optional[dict] = None,
+                 optimizer: Optional[dict] = None,
+                 cls_dataloader: Optional[dict] = None, **model_args):
+        from ..hooks.mtp_hook import check_period
+        self.period = check_period(period)
+        self.optimizer = optimizer or dict(type='Adam', lr=0.01)
+        self.cls_dataloader = cls_dataloader
+        self.model_args = model_args
+        self.model = None
+
+    def prepare(self, graph, batches):
+        from mmengine.runner import Runner
+
+        from ..hooks.mtp_hook import endless, prepare_step
+        from ..models import MTPSegmentor
+        if batches is None:
+            raise PruneError(
+                'the mtp criterion needs data: give the config a '
+                'train_dataloader whose data_root exists (--data-root DIR)')
+        model = MTPSegmentor(graph.model, graph=graph, **self.model_args)
+        optim_wrapper = build_optim_wrapper(
+            model, dict(type='OptimWrapper', optimizer=self.optimizer))
+        cls_batches = None
+        if self.cls_dataloader is not None:
+            loader_cfg = dict(self.cls_dataloader, num_workers=0,
+                              persistent_workers=False)
+            cls_batches = endless(
+                Runner.build_dataloader(loader_cfg, seed=0))
+        model.train()
+        progress = ProgressBar(len(batches))
+        with torch.enable_grad():
+            for step, data in enumerate(batches):
+                prepare_step(model, step, self.period, cls_batches)
+                model.train_step(data, optim_wrapper)
+                progress.update()
+        model.eval()
+        self.model = model
+
+    def score(self, graph):
+        """Fold the scores into ``graph.model`` and return |score|.
+
+        Groups without scores (no gatable layer, or ignored by the wrapper)
+        are kept whole.
+        """
+        if self.model is None:
+            raise PruneError('MTPCriterion has no searched scores: call it '
+                             'with calibration batches, or run it inside '
+                             'training with MTPSegmentor and PruningHook')
+        gates = self.model.gates
+        importance = gates.importance()
+        kept = [g.name for g in graph.groups if g.name not in importance]
+        if kept:
+            from mmengine.logging import print_log
+            print_log(f'MTP learned no scores for {len(kept)} channel '
+                      f'group(s); they are kept whole: {", ".join(kept)}',
+                      logger='current', level=30)
+            graph.groups = [g for g in graph.groups if g.name in importance]
+        self.model.finish_search()
+        gates.fold_into(graph.model)
+        self._importance = importance
+        return super().score(graph)
+
+    def score_group(self, graph, group):
+        return self._importance[group.name]
