@@ -53,6 +53,21 @@ def small_crop_config(config, size=64):
     return cfg
 
 
+def small_voc_config(demo_root, size=64):
+    """FCN R18 (with an aux head) for the generated VOC data at ``size``."""
+    from mmseg_prune.apis import set_data_root
+    from mmseg_prune.models import strip_pretrained
+    cfg = small_crop_config(DEEPLABV3, size=size)
+    cfg.model = strip_pretrained(small_crop_config(SMALL, size=size).model)
+    cfg.model.decode_head.num_classes = 21
+    cfg.model.auxiliary_head.num_classes = 21
+    set_data_root(cfg, demo_root)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].update(num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.batch_size = 2
+    return cfg
+
+
 def fake_batch(model, size=64, batch=2, seed=0):
     """Normalized inputs and data samples with random labels."""
     gen = torch.Generator().manual_seed(seed)

@@ -43,7 +43,9 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
         nn.Module: The segmentor, in eval mode.
     """
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = dense_architecture(cfg) if dense else cfg.model
+    # MTP's wrapper is a training-time view: the model is its segmentor.
+    model_cfg = dense_architecture(cfg) if dense or \
+        cfg.model.get('type') == 'MTPSegmentor' else cfg.model
     try:
         model = MODELS.build(strip_pretrained(model_cfg))
     except PruneError:

@@ -206,6 +206,11 @@ def pruned_config(cfg: Config, architecture: dict,
     out.load_from = None
     out.resume = False
     out.pop('pruning', None)
+    # The pruning hooks have done their work; fine-tuning is plain training.
+    out.custom_hooks = [
+        h for h in out.get('custom_hooks', [])
+        if h.get('type') not in ('PruningHook', 'MTPHook')
+    ]
     return out
 
 

@@ -265,10 +265,6 @@ class PruningHook(Hook):
         structure = extract_architecture(self._reference(runner),
                                          _unwrap(runner.model))
         cfg = pruned_config(runner.cfg, structure, None)
-        cfg.custom_hooks = [
-            h for h in cfg.get('custom_hooks', [])
-            if h.get('type') not in ('PruningHook', PruningHook)
-        ]
         if runner.rank == 0:
             atomic_write_text(osp.join(runner.work_dir, 'pruned_config.py'),
                               cfg.pretty_text)

@@ -37,16 +37,20 @@ CLASSIFIER_PREFIXES = ('head.fc.', 'fc.', 'classifier.', 'head.')
 def load_classifier(path: str, layer: nn.Linear) -> None:
     """Load the final linear layer of a classification checkpoint.
 
-    The state dict may sit under ``state_dict`` or ``model`` and carry a
+    ``path`` is a file or a URL (MMEngine's checkpoint loaders). The state
+    dict may sit under ``state_dict`` or ``model`` and carry a
     ``module.`` prefix; the first of :data:`CLASSIFIER_PREFIXES` that has a
     ``weight`` and ``bias`` is used.
     """
-    from ..utils.safe_globals import load_checkpoint_file
+    from mmengine.runner import CheckpointLoader
     try:
-        ckpt = load_checkpoint_file(path, map_location='cpu')
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except Exception as exc:  # noqa: BLE001 - reported to the user
-        raise PruneError(f'cannot read classifier checkpoint "{path}": '
-                         f'{type(exc).__name__}: {exc}') from exc
+        raise PruneError(
+            f'cannot read classifier checkpoint "{path}": '
+            f'{type(exc).__name__}: {exc}; without internet, download it '
+            'elsewhere and pass the local file as '
+            'model.classifier.checkpoint') from exc
     state = ckpt.get('state_dict', ckpt.get('model', ckpt))
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in state.items()}
@@ -97,6 +101,8 @@ class MTPSegmentor(BaseModel):
         ignore (Sequence[str]): Module patterns that get no scores.
         graph (SegmentorGraph, optional): Groups already traced on a model
             of the same architecture (Python use only).
+        data_preprocessor (dict, optional): The segmentor's, when its config
+            has none (MMEngine's runner passes the config's top-level one).
         init_cfg (dict, optional): Unused; for the registry.
     """
 
@@ -106,9 +112,13 @@ class MTPSegmentor(BaseModel):
                  freeze_weights: bool = True,
                  input_shape: Optional[Sequence[int]] = None,
                  ignore: Sequence[str] = (), graph=None,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         from ..structure import SegmentorGraph, check_segmentor
         if isinstance(segmentor, dict):
+            segmentor = dict(segmentor)
+            if data_preprocessor is not None:
+                segmentor.setdefault('data_preprocessor', data_preprocessor)
             segmentor = MODELS.build(strip_pretrained(segmentor))
         check_segmentor(segmentor)
         super().__init__(data_preprocessor=segmentor.data_preprocessor,

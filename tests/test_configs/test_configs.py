@@ -19,9 +19,8 @@ def test_config(path):
     cfg = load_config(path)
     model = build_segmentor(cfg)
     names = [n for n, _ in model.named_modules()]
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h['type'] == 'PruningHook']
-    patterns = list(cfg.pruning.ignore)
+    hooks = cfg.get('custom_hooks', [])
+    patterns = list(cfg.pruning.ignore) + list(cfg.model.get('ignore', []))
     for hook in hooks:
         HOOKS.build(hook)
         patterns += hook.get('ignore', [])
@@ -35,3 +34,18 @@ def test_the_card_config_prunes_with_sirfp_at_2x():
     assert cfg.pruning.criterion['type'] == 'SIRFPCriterion'
     assert cfg.pruning.flops_reduction == 0.5
     assert cfg.pruning.budget['mode'] == 'split'
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if '/mtp/' in p],
+                         ids=osp.basename)
+def test_mtp_recipes_wrap_the_zoo_model_at_2x(path):
+    cfg = load_config(path)
+    assert cfg.model.type == 'MTPSegmentor'
+    assert cfg.model.segmentor.type == 'EncoderDecoder'
+    assert cfg.pruning.criterion['type'] == 'MTPCriterion'
+    assert cfg.pruning.flops_reduction == 0.5
+    pruning_hook, = [h for h in cfg.custom_hooks
+                     if h['type'] == 'PruningHook']
+    assert pruning_hook['schedule'] == [
+        dict(iter=cfg.search_iters, flops_reduction=0.5)]
+    assert cfg.train_cfg.max_iters > cfg.search_iters

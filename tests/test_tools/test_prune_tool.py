@@ -181,3 +181,28 @@ def test_runs_repeat(tmp_path):
                                                'pruning_report.json'))))
     assert reports[0]['layers'] == reports[1]['layers']
     assert reports[0]['pruned'] == reports[1]['pruned']
+
+
+@pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
+def test_mtp_flow_on_generated_data(demo_root, tmp_path):
+    """--criterion mtp: search, fold, prune, fine-tune, evaluate."""
+    from conftest import small_voc_config
+    cfg = small_voc_config(demo_root)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                         val_interval=2)
+    cfg.pop('pruning')
+    config = str(tmp_path / 'fcn_voc.py')
+    cfg.dump(config)
+    work_dir = str(tmp_path / 'work')
+    assert run_cli(_tool('prune').main, [
+        config, '--work-dir', work_dir, '--criterion', 'mtp',
+        '--flops-reduction', '0.5', '--finetune', '2', '--eval',
+        '--cfg-options', 'pruning.calibration_batches=4'
+    ]) == 0
+    report = json.load(open(osp.join(work_dir, 'pruning_report.json')))
+    assert report['criterion'] == 'mtp'
+    assert abs(report['achieved_reduction'] - 0.5) <= 0.005
+    assert report['finetune_iters'] == 2
+    assert {'dense', 'pruned'} <= set(report['evaluation'])
+    assert 'mIoU' in report['evaluation']['pruned']
+    assert osp.isfile(osp.join(work_dir, 'finetune', 'iter_2.pth'))
