@@ -9,7 +9,7 @@ from .utils.safe_globals import register_mmengine_safe_globals
 
 register_mmengine_safe_globals()
 
-from . import criteria, datasets, hooks, models  # noqa: E402,F401
+from . import criteria, datasets, hooks, models  # noqa: E402,F401 - registers
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -2,13 +2,15 @@
 
 Example:
     python tools/make_demo_data.py data/demo --num 40 --seed 0
+    # and an ImageNet-style folder for MTP's classification task:
+    python tools/make_demo_data.py data/demo --classification data/demo_cls
     python tools/prune.py mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py \
         --data-root data/demo
 """
 import argparse
 import sys
 
-from mmseg_prune.datasets import make_demo_dataset
+from mmseg_prune.datasets import make_demo_classification, make_demo_dataset
 
 
 def main(argv=None):
@@ -16,6 +18,9 @@ def main(argv=None):
     parser.add_argument('root', help='output folder (the VOC2012 data root)')
     parser.add_argument('--num', type=int, default=40, help='images')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--classification', metavar='DIR',
+                        help='also write --num scenes as an ImageNet-style '
+                        'folder (DIR/<class>/*.jpg) for MTP')
     args = parser.parse_args(argv)
     if args.num < 2:
         print('error: --num must be at least 2', file=sys.stderr)
@@ -23,6 +28,11 @@ def main(argv=None):
     counts = make_demo_dataset(args.root, args.num, args.seed)
     print(f'wrote {args.num} images to {args.root}: ' +
           ', '.join(f'{k} {v}' for k, v in counts.items()))
+    if args.classification:
+        classes = make_demo_classification(args.classification, args.num,
+                                           args.seed)
+        print(f'wrote {args.num} images in {len(classes)} class folders to '
+              f'{args.classification}')
     return 0
 
 

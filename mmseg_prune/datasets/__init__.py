@@ -1,8 +1,8 @@
-from .demo import (make_demo_classification, make_demo_dataset, make_scene,
-                   voc_palette)
+from .demo import (VOC_CLASSES, make_demo_classification, make_demo_dataset,
+                   make_scene, voc_palette)
 from .image_folder import ImageFolderDataset, PackClsInputs
 
 __all__ = [
-    'make_demo_classification', 'make_demo_dataset', 'make_scene',
-    'voc_palette', 'ImageFolderDataset', 'PackClsInputs'
+    'VOC_CLASSES', 'make_demo_classification', 'make_demo_dataset',
+    'make_scene', 'voc_palette', 'ImageFolderDataset', 'PackClsInputs'
 ]

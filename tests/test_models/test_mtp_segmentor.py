@@ -148,3 +148,16 @@ def test_loads_a_plain_segmentor_checkpoint(dense):
     model.load_state_dict(state, strict=False)
     assert torch.equal(model.segmentor.backbone.stem[0].weight,
                        state['backbone.stem.0.weight'])
+
+
+def test_val_and_test_steps_are_the_segmentors(dense):
+    from conftest import data_batch
+    model = _wrap(dense).eval()
+    batch = data_batch(*fake_batch(model.segmentor, SIZE))
+    for step in ('val_step', 'test_step'):
+        ours = getattr(model, step)(copy.deepcopy(batch))
+        theirs = getattr(dense, step)(copy.deepcopy(batch))
+        assert len(ours) == len(theirs) == 2
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data)
+            assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
