@@ -65,10 +65,27 @@ class ChannelGates(nn.Module):
                     (key, torch.as_tensor(member.idxs),
                      torch.as_tensor(member.root_idxs)))
         self.enabled = True
-        self._handles = [
-            modules[name].register_forward_hook(
-                self._gate(modules[name], name)) for name in self.layers
-        ]
+        self._handles: Dict[str, object] = {}
+        self._attached: Dict[str, nn.Module] = {}
+        self.attach(segmentor)
+
+    def attach(self, segmentor: nn.Module) -> None:
+        """Hook the gated layers of ``segmentor`` where not done yet.
+
+        Called before every forward of the wrapper, because layers can be
+        replaced after the gates were made: MMEngine's runner reverts SyncBN
+        to new BN modules outside distributed training.
+        """
+        modules = dict(segmentor.named_modules())
+        for name in self.layers:
+            module = modules[name]
+            if self._attached.get(name) is module:
+                continue
+            if name in self._handles:
+                self._handles[name].remove()
+            self._handles[name] = module.register_forward_hook(
+                self._gate(module, name))
+            self._attached[name] = module
 
     def scale(self, layer: str, channels: int) -> torch.Tensor:
         """The factor of each output channel of ``layer``."""
@@ -121,6 +138,7 @@ class ChannelGates(nn.Module):
 
     def remove(self) -> None:
         """Stop gating: detach the hooks."""
-        for handle in self._handles:
+        for handle in self._handles.values():
             handle.remove()
-        self._handles = []
+        self._handles = {}
+        self._attached = {}

@@ -229,6 +229,7 @@ class MTPSegmentor(BaseModel):
         """The loss of the current :attr:`task`, plus the sparsity term."""
         if not self.searching:
             return self.segmentor.loss(inputs, data_samples)
+        self.gates.attach(self.segmentor)
         if self.task == 'seg':
             losses = self.segmentor.loss(inputs, data_samples)
         elif self.task == 'cls':
@@ -244,6 +245,8 @@ class MTPSegmentor(BaseModel):
                 mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
+        if self.searching:
+            self.gates.attach(self.segmentor)
         return self.segmentor(inputs, data_samples, mode)
 
     # -- ending the search ---------------------------------------------------

@@ -106,7 +106,12 @@ def test_alternates_then_prunes_and_fine_tunes(trained):
 def test_checkpoints_before_and_after_the_search(trained):
     runner, work_dir = trained
     searching = torch.load(osp.join(work_dir, 'iter_4.pth'))['state_dict']
-    assert any(k.startswith('gates.scores.') for k in searching)
+    scores = torch.cat([v for k, v in searching.items()
+                        if k.startswith('gates.scores.')])
+    # The tasks' gradients reached the gates (the runner replaced the
+    # SyncBN layers they were made on); the L1 term alone would move every
+    # score alike.
+    assert scores.std() > 1e-4
     # After the pruning step the run saves the plain pruned segmentor, which
     # the written config rebuilds exactly.
     state = torch.load(osp.join(work_dir, 'iter_7.pth'))['state_dict']
