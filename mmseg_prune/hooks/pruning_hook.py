@@ -1,5 +1,6 @@
 """Prune the live model at scheduled iterations of an mmseg training run."""
 import copy
+import gc
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -247,7 +248,16 @@ class PruningHook(Hook):
         self._watch(runner)
 
     def _apply(self, runner, before, pruned) -> None:
-        """Resize the live model to ``pruned`` and load its weights."""
+        """Resize the live model to ``pruned`` and load its weights.
+
+        A DDP wrapper is dropped first and rebuilt after: its reducer holds
+        the parameters' gradient accumulators, which keep the old shapes
+        while they live.
+        """
+        wrapped = is_model_wrapper(runner.model)
+        if wrapped:
+            runner.model = runner.model.module
+            gc.collect()
         model = _unwrap(runner.model)
         shapes = {id(p): p.shape for p in model.parameters()}
         apply_architecture(model, extract_architecture(before, pruned))
@@ -257,9 +267,9 @@ class PruningHook(Hook):
             for param in group['params']:
                 if shapes.get(id(param)) != param.shape:
                     optimizer.state.pop(param, None)
-        if is_model_wrapper(runner.model):
+        if wrapped:
             runner.model = runner.wrap_model(
-                runner.cfg.get('model_wrapper_cfg'), model)
+                runner.cfg.get('model_wrapper_cfg'), runner.model)
 
     def _write_config(self, runner) -> None:
         structure = extract_architecture(self._reference(runner),
