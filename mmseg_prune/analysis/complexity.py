@@ -6,6 +6,7 @@ multiply-add as one FLOP, so figures are labelled "FLOPs (MACs)", and it
 measures the inference path (``mode='tensor'``: backbone, neck, decode heads,
 no auxiliary head) for one image of a stated input shape.
 """
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Dict, Sequence
@@ -51,6 +52,51 @@ def inference_params(segmentor: nn.Module) -> int:
     return sum(p.numel() for p in segmentor.parameters() if id(p) not in aux)
 
 
+@contextlib.contextmanager
+def _untraced_mmcv_ops():
+    """Run mmcv's compiled ops outside the tracer while FLOPs are counted.
+
+    Their C++ kernels call ATen ops element by element, which torch.jit's
+    tracer would record one by one: PSANet's PSAMask took over 10 GB and
+    minutes at 256x256 (and more than this machine's 24 GB at 512x512).
+    The counter does not count these ops' FLOPs anyway.
+    """
+    import sys
+
+    import mmcv.ops  # noqa: F401 - imports its submodules
+    functions = {
+        value for name, module in list(sys.modules.items())
+        if name.startswith('mmcv.ops.') and module is not None
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, torch.autograd.Function)
+        and value.__module__ == name
+    }
+    originals = {}
+
+    def untraced(original):
+
+        def forward(*args, **kwargs):
+            state = torch._C._get_tracing_state()
+            torch._C._set_tracing_state(None)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                torch._C._set_tracing_state(state)
+
+        return staticmethod(forward)
+
+    for function in functions:
+        if 'forward' in vars(function):
+            originals[function] = vars(function)['forward']
+            function.forward = untraced(function.forward)
+    try:
+        yield
+    finally:
+        for function, forward in originals.items():
+            function.forward = forward
+
+
 @torch.no_grad()
 def count_complexity(segmentor: nn.Module,
                      input_shape: Sequence[int]) -> Complexity:
@@ -73,11 +119,13 @@ def count_complexity(segmentor: nn.Module,
         analyzer.uncalled_modules_warnings(False)
         analyzer.tracer_warnings('none')
         prefix = 'segmentor.'
-        by_module = {
-            (name[len(prefix):] if name.startswith(prefix) else ''): count
-            for name, count in analyzer.by_module().items()
-            if name.startswith(prefix) or name in ('', 'segmentor')
-        }
+        with _untraced_mmcv_ops():  # the analyzer traces on first use
+            by_module = {
+                (name[len(prefix):] if name.startswith(prefix) else ''):
+                count
+                for name, count in analyzer.by_module().items()
+                if name.startswith(prefix) or name in ('', 'segmentor')
+            }
         total = analyzer.total()
     finally:
         segmentor.train(was_training)
