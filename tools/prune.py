@@ -9,7 +9,6 @@ Example:
         --checkpoint dense.pth --criterion l1 --flops-reduction 0.5
 """
 import argparse
-import itertools
 import json
 import os.path as osp
 import sys
@@ -23,7 +22,7 @@ from mmseg_prune.apis import (build_criterion, build_report, build_segmentor,
                               prune_segmentor, save_pruned, work_dir_for)
 from mmseg_prune.apis.report import (layers_table, metrics_table,
                                      summary_table)
-from mmseg_prune.apis.runner import evaluate, finetune
+from mmseg_prune.apis.runner import CalibrationBatches, evaluate, finetune
 from mmseg_prune.utils import PruneError
 from mmseg_prune.utils.cli import run_cli
 from mmseg_prune.utils.io import atomic_write_text
@@ -37,8 +36,8 @@ def parse_args(argv):
     parser.add_argument('--work-dir', help='output folder '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--criterion', help='random, l1, bn_scale, fpgm, '
-                        'taylor, sirfp (default: the config\'s pruning.criterion, '
-                        'else l1)')
+                        'taylor, sirfp, mtp (default: the config\'s '
+                        'pruning.criterion, else l1)')
     parser.add_argument('--flops-reduction', type=float,
                         help='fraction of FLOPs (MACs) to remove, in (0, 1)')
     parser.add_argument('--input-shape', type=int, nargs=2,
@@ -57,20 +56,6 @@ def parse_args(argv):
                         help='override config keys, e.g. '
                         'pruning.budget.mode=uniform')
     return parser.parse_args(argv)
-
-
-def calibration_batches(cfg, num_batches):
-    """The first ``num_batches`` batches of the config's train dataloader."""
-    from mmengine.runner import Runner
-    check_data(cfg)
-    loader_cfg = cfg.train_dataloader.copy()
-    loader_cfg.update(num_workers=0, persistent_workers=False)
-    try:
-        loader = Runner.build_dataloader(loader_cfg, seed=0)
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        raise PruneError(f'cannot build the train dataloader: '
-                         f'{type(exc).__name__}: {exc}') from exc
-    return list(itertools.islice(loader, num_batches))
 
 
 def main(argv=None):
@@ -103,8 +88,7 @@ def main(argv=None):
     model = build_segmentor(cfg, args.checkpoint)
     batches = None
     if criterion.requires_data:
-        print(f'collecting {pruning.calibration_batches} calibration batches')
-        batches = calibration_batches(cfg, pruning.calibration_batches)
+        batches = CalibrationBatches(cfg, pruning.calibration_batches)
     print(f'pruning {flops_reduction:.0%} of the FLOPs (MACs) at input '
           f'1x3x{input_shape[0]}x{input_shape[1]} with {criterion_name}')
     result = prune_segmentor(model, criterion, flops_reduction, input_shape,

@@ -1,11 +1,51 @@
 """Fine-tune and evaluate through MMEngine's runner, as mmseg's tools do."""
 import copy
+import itertools
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 from mmengine.config import Config
 
+from ..utils.errors import PruneError
 from .config import check_data
+
+
+def endless(loader) -> Iterator:
+    """Batches of ``loader``, epoch after epoch."""
+    for epoch in itertools.count():
+        sampler = getattr(loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+        yield from loader
+
+
+class CalibrationBatches:
+    """The first ``num_batches`` batches of the config's train dataloader,
+    read as they are used (epoch after epoch if needed), so that long
+    searches (MTP's) do not hold their images in memory.
+
+    Args:
+        cfg (Config): The config; its train data root must exist.
+        num_batches (int): How many batches one pass yields.
+    """
+
+    def __init__(self, cfg, num_batches):
+        from mmengine.runner import Runner
+        check_data(cfg)
+        loader_cfg = cfg.train_dataloader.copy()
+        loader_cfg.update(num_workers=0, persistent_workers=False)
+        try:
+            self.loader = Runner.build_dataloader(loader_cfg, seed=0)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            raise PruneError(f'cannot build the train dataloader: '
+                             f'{type(exc).__name__}: {exc}') from exc
+        self.num_batches = num_batches
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        return itertools.islice(endless(self.loader), self.num_batches)
 
 
 def _runner_config(cfg: Config, work_dir: str) -> Config:

@@ -56,7 +56,8 @@ class MTPCriterion(BaseCriterion):
     def prepare(self, graph, batches):
         from mmengine.runner import Runner
 
-        from ..hooks.mtp_hook import endless, prepare_step
+        from ..apis.runner import endless
+        from ..hooks.mtp_hook import prepare_step
         from ..models import MTPSegmentor
         if batches is None:
             raise PruneError(

@@ -68,7 +68,6 @@ class SIRFPCriterion(BaseCriterion):
         model = graph.model.eval()
         stats = RedundancyStatistics(
             model, names, gradients=self.gradient_weight is not None)
-        batches = list(batches)
         progress = ProgressBar(len(batches))
         try:
             for data in batches:

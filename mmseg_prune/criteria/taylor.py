@@ -31,7 +31,6 @@ class TaylorCriterion(BaseCriterion):
         model = graph.model
         model.eval()
         model.zero_grad()
-        batches = list(batches)
         progress = ProgressBar(len(batches))
         with torch.enable_grad():
             for data in batches:

@@ -1,11 +1,11 @@
 """Alternate MTP's score updates between segmentation and classification."""
-import itertools
 from typing import Iterator, Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from ..apis.runner import endless
 from ..models.mtp_segmentor import MTPSegmentor
 from ..utils.errors import PruneError
 
@@ -27,15 +27,6 @@ def check_period(period: dict) -> dict:
         raise PruneError(f'the MTP period must be dict(seg=S, cls=C) with '
                          f'counts >= 0, not both 0; got {period}')
     return period
-
-
-def endless(loader) -> Iterator:
-    """Batches of ``loader``, epoch after epoch."""
-    for epoch in itertools.count():
-        sampler = getattr(loader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):
-            sampler.set_epoch(epoch)
-        yield from loader
 
 
 def prepare_step(model: MTPSegmentor, iteration: int, period: dict,
