@@ -101,5 +101,13 @@ def finetune(cfg: Config, work_dir: str, iters: int) -> str:
             scheduler['end'] = iters
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=iters)
-    Runner.from_cfg(cfg).train()
+    try:
+        Runner.from_cfg(cfg).train()
+    except ValueError as exc:
+        if 'more than 1 value per channel' not in str(exc):
+            raise
+        raise PruneError(
+            'fine-tuning needs train_dataloader.batch_size >= 2: a norm '
+            'layer of this model sees one value per channel (image pooling, '
+            f'say) and cannot train on one image ({exc})') from exc
     return osp.join(work_dir, f'iter_{iters}.pth')

@@ -206,3 +206,22 @@ def test_mtp_flow_on_generated_data(demo_root, tmp_path):
     assert {'dense', 'pruned'} <= set(report['evaluation'])
     assert 'mIoU' in report['evaluation']['pruned']
     assert osp.isfile(osp.join(work_dir, 'finetune', 'iter_2.pth'))
+
+
+def test_finetune_with_one_image_per_batch_is_refused(demo_root, tmp_path,
+                                                      capsys):
+    from conftest import DEEPLABV3, small_crop_config
+    from mmseg_prune.apis import set_data_root
+    cfg = small_crop_config(DEEPLABV3, size=64)
+    set_data_root(cfg, demo_root)
+    cfg.pop('pruning')
+    config = str(tmp_path / 'dlv3.py')
+    cfg.dump(config)
+    assert run_cli(_tool('prune').main, [
+        config, '--work-dir', str(tmp_path / 'work'), '--finetune', '1',
+        '--cfg-options', 'train_dataloader.batch_size=1',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ]) == 2
+    err = capsys.readouterr().err
+    assert 'batch_size >= 2' in err and 'Traceback' not in err
