@@ -10,13 +10,13 @@ the SBD-derived aug masks).
 """
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from ..utils.io import atomic_directory
 
 NUM_CLASSES = 21
 TEXTURES = ('stripes', 'checks', 'dots', 'noise')
@@ -142,10 +142,7 @@ def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
     rng = np.random.RandomState(seed)
     styles = _class_styles(rng)
     palette = voc_palette()
-    root = osp.abspath(root)
-    os.makedirs(osp.dirname(root), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.demo-', dir=osp.dirname(root))
-    try:
+    with atomic_directory(root) as tmp:
         for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
                     'ImageSets/Segmentation'):
             os.makedirs(osp.join(tmp, sub))
@@ -169,12 +166,6 @@ def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
             with open(osp.join(tmp, 'ImageSets', 'Segmentation',
                                split + '.txt'), 'w') as f:
                 f.write('\n'.join(ids) + '\n')
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
     return {split: len(ids) for split, ids in splits.items()}
 
 
@@ -199,11 +190,8 @@ def make_demo_classification(root: str, num: int = 40,
     """
     rng = np.random.RandomState(seed + 1)
     styles = _class_styles(np.random.RandomState(seed))
-    root = osp.abspath(root)
-    os.makedirs(osp.dirname(root), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.demo-', dir=osp.dirname(root))
     counts: Dict[str, int] = {}
-    try:
+    with atomic_directory(root) as tmp:
         for i in range(num):
             image, label = make_scene(rng, styles)
             areas = np.bincount(label.ravel(), minlength=NUM_CLASSES)[1:]
@@ -212,10 +200,4 @@ def make_demo_classification(root: str, num: int = 40,
             Image.fromarray(image).save(
                 osp.join(tmp, name, f'demo_{i:05d}.jpg'), quality=90)
             counts[name] = counts.get(name, 0) + 1
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
     return counts

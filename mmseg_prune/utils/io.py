@@ -1,5 +1,6 @@
 """Atomic file writes: a crash never leaves a half-written file behind."""
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -30,6 +31,31 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def atomic_directory(path):
+    """Yield a temporary folder next to ``path``; on success it replaces
+    ``path`` (and whatever was there), otherwise it is removed.
+
+    Args:
+        path (str): Final folder.
+
+    Yields:
+        str: Folder to write into.
+    """
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.',
+                           dir=os.path.dirname(path))
+    try:
+        yield tmp
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def atomic_write_text(path, text):
