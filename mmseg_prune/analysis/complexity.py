@@ -7,6 +7,7 @@ measures the inference path (``mode='tensor'``: backbone, neck, decode heads,
 no auxiliary head) for one image of a stated input shape.
 """
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from typing import Dict, Sequence
@@ -52,6 +53,21 @@ def inference_params(segmentor: nn.Module) -> int:
     return sum(p.numel() for p in segmentor.parameters() if id(p) not in aux)
 
 
+@functools.lru_cache(maxsize=None)
+def _mmcv_functions() -> frozenset:
+    """mmcv's autograd Functions (its compiled ops), found once."""
+    import sys
+
+    import mmcv.ops  # noqa: F401 - imports its submodules
+    return frozenset(
+        value for name, module in list(sys.modules.items())
+        if name.startswith('mmcv.ops.') and module is not None
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, torch.autograd.Function)
+        and value.__module__ == name)
+
+
 @contextlib.contextmanager
 def _untraced_mmcv_ops():
     """Run mmcv's compiled ops outside the tracer while FLOPs are counted.
@@ -61,17 +77,6 @@ def _untraced_mmcv_ops():
     minutes at 256x256 (and more than this machine's 24 GB at 512x512).
     The counter does not count these ops' FLOPs anyway.
     """
-    import sys
-
-    import mmcv.ops  # noqa: F401 - imports its submodules
-    functions = {
-        value for name, module in list(sys.modules.items())
-        if name.startswith('mmcv.ops.') and module is not None
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, torch.autograd.Function)
-        and value.__module__ == name
-    }
     originals = {}
 
     def untraced(original):
@@ -86,7 +91,7 @@ def _untraced_mmcv_ops():
 
         return staticmethod(forward)
 
-    for function in functions:
+    for function in _mmcv_functions():
         if 'forward' in vars(function):
             originals[function] = vars(function)['forward']
             function.forward = untraced(function.forward)

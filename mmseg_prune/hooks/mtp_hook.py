@@ -2,11 +2,10 @@
 from typing import Iterator, Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..apis.runner import endless
-from ..models.mtp_segmentor import MTPSegmentor
+from ..models.mtp_segmentor import MTPSegmentor, mtp_wrapper
 from ..utils.errors import PruneError
 
 
@@ -67,9 +66,8 @@ class MTPHook(Hook):
         self._cls_batches = None
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else \
-            runner.model
-        if not isinstance(model, MTPSegmentor):
+        if mtp_wrapper(runner.model) is None:
+            model = getattr(runner.model, 'module', runner.model)
             raise PruneError(
                 'MTPHook needs model=dict(type="MTPSegmentor", segmentor=...)'
                 f' in the config; the model is a {type(model).__name__}')
@@ -83,7 +81,6 @@ class MTPHook(Hook):
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else \
-            runner.model
+        model = mtp_wrapper(runner.model)
         if model.searching:
             prepare_step(model, runner.iter, self.period, self._cls_batches)

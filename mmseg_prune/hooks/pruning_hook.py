@@ -15,7 +15,7 @@ from ..apis.model import build_segmentor
 from ..apis.prune import build_criterion, prune_graph, pruned_config
 from ..budget import FlopsBudget
 from ..criteria import MTPCriterion, SIRFPCriterion
-from ..models import MTPSegmentor
+from ..models import mtp_wrapper
 from ..structure.graph import output_layers
 from ..statistics import RedundancyStatistics
 from ..structure import (SegmentorGraph, apply_architecture,
@@ -119,7 +119,7 @@ class PruningHook(Hook):
             # the average at the next step unchanged (it is linear).
             self.statistics.synchronize()
             statistics = self.statistics.state_dict()
-        wrapper = _search_model(runner.model)
+        wrapper = mtp_wrapper(runner.model)
         if wrapper is not None and not wrapper.searching:
             # After MTP's search the run trains the plain segmentor: save it
             # as one, so the checkpoint fits pruned_config.py.
@@ -142,7 +142,7 @@ class PruningHook(Hook):
         self.steps_done = state['steps_done']
         self.dense_flops = state['dense_flops']
         self._resumed_statistics = state.get('statistics')
-        wrapper = _search_model(runner.model)
+        wrapper = mtp_wrapper(runner.model)
         if wrapper is not None and any(
                 isinstance(c, MTPCriterion)
                 for c in self.criteria[:self.steps_done]):
@@ -153,7 +153,7 @@ class PruningHook(Hook):
 
     # -- training ----------------------------------------------------------
     def before_train(self, runner) -> None:
-        wrapper = _search_model(runner.model)
+        wrapper = mtp_wrapper(runner.model)
         if any(isinstance(c, MTPCriterion) for c in self.criteria) and \
                 wrapper is None:
             raise PruneError(
@@ -219,7 +219,7 @@ class PruningHook(Hook):
         elif isinstance(criterion, MTPCriterion):
             # The run searched the scores: fold them into the copy, which is
             # pruned and loaded back; the search ends here.
-            criterion.model = _search_model(runner.model)
+            criterion.model = mtp_wrapper(runner.model)
             scores = criterion.score(graph)
         else:
             scores = criterion(graph)
@@ -280,13 +280,9 @@ class PruningHook(Hook):
                               cfg.pretty_text)
 
 
-def _search_model(model: torch.nn.Module) -> Optional[MTPSegmentor]:
-    """The run's MTP wrapper, if it trains one."""
-    model = model.module if is_model_wrapper(model) else model
-    return model if isinstance(model, MTPSegmentor) else None
-
-
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The segmentor trained, inside DDP and MTP wrappers."""
-    model = model.module if is_model_wrapper(model) else model
-    return model.segmentor if isinstance(model, MTPSegmentor) else model
+    wrapper = mtp_wrapper(model)
+    if wrapper is not None:
+        return wrapper.segmentor
+    return model.module if is_model_wrapper(model) else model

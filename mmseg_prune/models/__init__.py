@@ -1,8 +1,8 @@
 from .channel_gates import ChannelGates
-from .mtp_segmentor import MTPSegmentor, load_classifier
+from .mtp_segmentor import MTPSegmentor, load_classifier, mtp_wrapper
 from .pruned_segmentor import PrunedSegmentor, strip_pretrained
 
 __all__ = [
-    'ChannelGates', 'MTPSegmentor', 'load_classifier', 'PrunedSegmentor',
-    'strip_pretrained'
+    'ChannelGates', 'MTPSegmentor', 'load_classifier', 'mtp_wrapper',
+    'PrunedSegmentor', 'strip_pretrained'
 ]

@@ -193,22 +193,19 @@ class MTPSegmentor(BaseModel):
 
     def _teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The dense network's own predictions (label-free targets)."""
-        with torch.no_grad():
-            if self.freeze_weights:  # the dense network = no gates
-                self.gates.enabled = False
-                try:
-                    return self.classify(inputs)
-                finally:
-                    self.gates.enabled = True
-            if not self._teacher:  # weights move: keep them as they started
+        backbone = None  # frozen weights: the dense network = no gates
+        if not self.freeze_weights:  # weights move: keep them as they start
+            if not self._teacher:
                 teacher = copy.deepcopy(self.segmentor.backbone)
                 teacher.eval()  # mmseg's ResNet.train returns None
                 self._teacher.append(teacher.requires_grad_(False))
-            self.gates.enabled = False
-            try:
-                return self.classify(inputs, self._teacher[0])
-            finally:
-                self.gates.enabled = True
+            backbone = self._teacher[0]
+        self.gates.enabled = False
+        try:
+            with torch.no_grad():
+                return self.classify(inputs, backbone)
+        finally:
+            self.gates.enabled = True
 
     def classification_loss(self, seg_inputs: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on :attr:`cls_batch`, or, without one, the KL
@@ -272,6 +269,14 @@ class MTPSegmentor(BaseModel):
         return type(state_dict)((k[len(head):], v)
                                 for k, v in state_dict.items()
                                 if k.startswith(head))
+
+
+def mtp_wrapper(model: nn.Module) -> Optional[MTPSegmentor]:
+    """The :class:`MTPSegmentor` a runner trains (inside a DDP wrapper or
+    not), or None when it trains something else."""
+    from mmengine.model import is_model_wrapper
+    model = model.module if is_model_wrapper(model) else model
+    return model if isinstance(model, MTPSegmentor) else None
 
 
 def _accept_segmentor_keys(state_dict, prefix, *args) -> None:
