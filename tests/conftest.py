@@ -86,6 +86,21 @@ def fake_batch(model, size=64, batch=2, seed=0):
     return inputs, samples
 
 
+@pytest.fixture(scope='session')
+def small_dense():
+    """FCN R18-D8 at 64x64 with norm scales drawn at random, as after
+    training (the initial ResNet zeroes the last scale of every block,
+    which blocks the gradients of the layers before it). Copy before
+    changing it."""
+    torch.manual_seed(0)
+    model = build_segmentor(small_crop_config(SMALL, 64))
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
 @pytest.fixture
 def small_model():
     """An FCN R18-D8 with an FCN auxiliary head, initial weights."""
@@ -97,6 +112,31 @@ def data_batch(inputs, samples):
     imgs = [(x - x.min()) / (x.max() - x.min()) * 255 for x in inputs]
     return dict(inputs=[i.to(torch.uint8) for i in imgs],
                 data_samples=samples)
+
+
+def run_on_two_ranks(fn, out_dir, *args):
+    """Run ``fn(rank, *args)`` in two forked processes joined by a gloo
+    group on the CPU; return what each rank's call returned.
+
+    ``out_dir`` holds the group's rendezvous file and the results.
+    """
+    import torch.multiprocessing as mp
+    mp.start_processes(_rank_worker, args=(fn, str(out_dir), args),
+                       nprocs=2, join=True, start_method='fork')
+    return [torch.load(osp.join(str(out_dir), f'rank{rank}.pth'))
+            for rank in range(2)]
+
+
+def _rank_worker(rank, fn, out_dir, args):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{osp.join(out_dir, "init")}',
+        rank=rank, world_size=2)
+    try:
+        torch.save(fn(rank, *args), osp.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
 
 
 TESTS_DIR = osp.dirname(__file__)

@@ -4,28 +4,17 @@ import copy
 import pytest
 import torch
 
-from mmseg_prune.apis import build_segmentor, prune_segmentor
+from mmseg_prune.apis import prune_segmentor
 from mmseg_prune.criteria import MTPCriterion
 from mmseg_prune.hooks import task_at
 from mmseg_prune.hooks.mtp_hook import check_period
 from mmseg_prune.structure import SegmentorGraph, forward_all_heads
 from mmseg_prune.utils import PruneError
 
-from conftest import SMALL, data_batch, fake_batch, small_crop_config
+from conftest import data_batch, fake_batch
 
 SIZE = (64, 64)
 GROUP = 'backbone.layer3.0.conv1'
-
-
-@pytest.fixture(scope='module')
-def dense():
-    torch.manual_seed(0)
-    model = build_segmentor(small_crop_config(SMALL, SIZE[0]))
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model
 
 
 def _batches(model, count):
@@ -45,8 +34,8 @@ def _dead_channels(model):
 
 
 @pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
-def test_sparsity_drives_unneeded_scores_down(dense):
-    model = copy.deepcopy(dense)
+def test_sparsity_drives_unneeded_scores_down(small_dense):
+    model = copy.deepcopy(small_dense)
     dead = _dead_channels(model)
     graph = SegmentorGraph(model, SIZE)
     criterion = MTPCriterion(period=dict(seg=0, cls=1), sparsity=1e-6,
@@ -69,10 +58,10 @@ def test_sparsity_drives_unneeded_scores_down(dense):
 
 
 @pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
-def test_pruned_model_is_the_folded_gated_model(dense):
-    graph = SegmentorGraph(copy.deepcopy(dense), SIZE)
+def test_pruned_model_is_the_folded_gated_model(small_dense):
+    graph = SegmentorGraph(copy.deepcopy(small_dense), SIZE)
     criterion = MTPCriterion(sparsity=1e-3)
-    criterion.prepare(graph, _batches(dense, 4))
+    criterion.prepare(graph, _batches(small_dense, 4))
     gated = criterion.model
     assert gated.searching
     inputs = torch.randn(1, 3, *SIZE)
@@ -90,8 +79,8 @@ def test_pruned_model_is_the_folded_gated_model(dense):
 
 
 @pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
-def test_prunes_to_the_budget_with_the_lowest_scores_gone(dense):
-    model = copy.deepcopy(dense)
+def test_prunes_to_the_budget_with_the_lowest_scores_gone(small_dense):
+    model = copy.deepcopy(small_dense)
     dead = _dead_channels(model)
     result = prune_segmentor(
         model, dict(type='MTPCriterion', period=dict(seg=1, cls=1),
@@ -113,8 +102,8 @@ def test_alternation_period():
             check_period(bad)
 
 
-def test_needs_data_and_a_search(dense):
-    graph = SegmentorGraph(copy.deepcopy(dense), SIZE)
+def test_needs_data_and_a_search(small_dense):
+    graph = SegmentorGraph(copy.deepcopy(small_dense), SIZE)
     with pytest.raises(PruneError, match='needs data'):
         MTPCriterion().prepare(graph, None)
     with pytest.raises(PruneError, match='no searched scores'):

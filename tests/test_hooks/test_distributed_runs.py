@@ -2,14 +2,11 @@
 PruningHook prunes every rank alike and rebuilds the DDP wrapper; MTP keeps
 one set of scores."""
 import os
-import os.path as osp
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from conftest import small_voc_config
+from conftest import run_on_two_ranks, small_voc_config
 
 SIZE = 64
 
@@ -53,36 +50,25 @@ def _config(kind, demo_root, work_dir):
     return cfg
 
 
-def _worker(rank, world, kind, demo_root, out_dir):
+def _train(rank, kind, demo_root, out_dir):
     import warnings
     warnings.simplefilter('ignore')
     from mmengine.model import MMDistributedDataParallel
     from mmengine.runner import Runner
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    dist.init_process_group(
-        'gloo', init_method=f'file://{osp.join(out_dir, "init")}',
-        rank=rank, world_size=world)
-    try:
-        runner = Runner.from_cfg(_config(kind, demo_root, out_dir))
-        runner.train()
-        assert isinstance(runner.model, MMDistributedDataParallel)
-        model = runner.model.module
-        # Parameters (BN running statistics stay per rank, as under DDP).
-        state = {k: v.detach().clone() for k, v in model.named_parameters()}
-        torch.save(state, osp.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
+    runner = Runner.from_cfg(_config(kind, demo_root, out_dir))
+    runner.train()
+    assert isinstance(runner.model, MMDistributedDataParallel)
+    model = runner.model.module
+    # Parameters (BN running statistics stay per rank, as under DDP).
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
 @pytest.mark.parametrize('kind', ['sirfp', 'mtp'])
 @pytest.mark.filterwarnings('ignore')
 def test_ranks_prune_alike_and_train_on(kind, demo_root, tmp_path):
-    mp.start_processes(_worker, args=(2, kind, demo_root, str(tmp_path)),
-                       nprocs=2, join=True, start_method='fork')
-    rank0 = torch.load(tmp_path / 'rank0.pth')
-    rank1 = torch.load(tmp_path / 'rank1.pth')
+    rank0, rank1 = run_on_two_ranks(_train, tmp_path, kind, demo_root,
+                                    str(tmp_path))
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key

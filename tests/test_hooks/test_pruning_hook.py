@@ -8,12 +8,11 @@ import torch
 from mmengine.runner import Runner
 
 from mmseg_prune.analysis import count_complexity
-from mmseg_prune.apis import build_segmentor, load_config, set_data_root
+from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.hooks import PruningHook
-from mmseg_prune.models import strip_pretrained
 from mmseg_prune.utils import PruneError
 
-from conftest import DEEPLABV3, SMALL, small_crop_config
+from conftest import small_voc_config
 
 SIZE = 64
 # SIRFP's recipe: the edge score first, then the gradient variant.
@@ -24,14 +23,7 @@ SCHEDULE = [dict(iter=2, flops_reduction=0.3),
 
 def _config(work_dir, demo_root, max_iters):
     """FCN R18 (with an aux head) on the generated VOC data at 64x64."""
-    cfg = small_crop_config(DEEPLABV3, size=SIZE)
-    cfg.model = strip_pretrained(small_crop_config(SMALL, size=SIZE).model)
-    cfg.model.decode_head.num_classes = 21
-    cfg.model.auxiliary_head.num_classes = 21
-    set_data_root(cfg, demo_root)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].update(num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.batch_size = 2
+    cfg = small_voc_config(demo_root, SIZE)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                          val_interval=1000)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook',

@@ -1,12 +1,10 @@
 """Two processes (gloo, CPU) under MMEngine's DDP keep identical MTP scores."""
-import os
 import warnings
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from conftest import SMALL, data_batch, fake_batch, small_crop_config
+from conftest import (SMALL, data_batch, fake_batch, run_on_two_ranks,
+                      small_crop_config)
 
 STEPS = 4
 
@@ -35,22 +33,8 @@ def _search(rank):
     return {k: v.detach().clone() for k, v in model.gates.scores.items()}
 
 
-def _worker(rank, world, init_file, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world)
-    try:
-        torch.save(_search(rank), os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
-
-
 def test_ranks_keep_identical_scores(tmp_path):
-    mp.start_processes(_worker, args=(2, str(tmp_path / 'init'),
-                                      str(tmp_path)),
-                       nprocs=2, join=True, start_method='fork')
-    rank0 = torch.load(tmp_path / 'rank0.pth')
-    rank1 = torch.load(tmp_path / 'rank1.pth')
+    rank0, rank1 = run_on_two_ranks(_search, tmp_path)
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key

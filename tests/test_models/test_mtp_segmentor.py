@@ -4,28 +4,13 @@ import copy
 import pytest
 import torch
 
-from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.models import MTPSegmentor, load_classifier
 from mmseg_prune.structure import forward_all_heads
 from mmseg_prune.utils import PruneError
 
-from conftest import SMALL, fake_batch
+from conftest import fake_batch
 
 SIZE = 64
-
-
-@pytest.fixture(scope='module')
-def dense():
-    """FCN R18; norm scales drawn at random, as after training (the
-    initial ResNet zeroes the last scale of every block, which blocks the
-    gradients of the layers before it)."""
-    torch.manual_seed(0)
-    model = build_segmentor(load_config(SMALL))
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model
 
 
 def _wrap(dense, **kwargs):
@@ -49,8 +34,8 @@ def _nonzero(grad):
     return grad is not None and bool(grad.abs().sum() > 0)
 
 
-def test_backbone_scores_learn_from_both_tasks_heads_from_one(dense):
-    model = _wrap(dense).train()
+def test_backbone_scores_learn_from_both_tasks_heads_from_one(small_dense):
+    model = _wrap(small_dense).train()
     images = [torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)
               for _ in range(2)]
     cls_batch = dict(inputs=images, label=[3, 7])
@@ -66,8 +51,8 @@ def test_backbone_scores_learn_from_both_tasks_heads_from_one(dense):
     assert all(p.grad is None for p in model.segmentor.parameters())
 
 
-def test_folding_the_scores_keeps_the_outputs(dense):
-    model = _wrap(dense).eval()
+def test_folding_the_scores_keeps_the_outputs(small_dense):
+    model = _wrap(small_dense).eval()
     gen = torch.Generator().manual_seed(1)
     for score in model.gates.scores.values():
         score.data = torch.randn(score.shape, generator=gen)
@@ -84,8 +69,8 @@ def test_folding_the_scores_keeps_the_outputs(dense):
         torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
-def test_every_gate_scales_one_norm_output(dense):
-    model = _wrap(dense)
+def test_every_gate_scales_one_norm_output(small_dense):
+    model = _wrap(small_dense)
     # Residual streams share one score vector across all their BN layers.
     layers = {n for n, entries in model.gates.layers.items()
               if len({k for k, _, _ in entries}) == 1}
@@ -97,8 +82,8 @@ def test_every_gate_scales_one_norm_output(dense):
     assert len(stream) > 1
 
 
-def test_label_free_targets_are_the_dense_predictions(dense):
-    model = _wrap(dense).train()
+def test_label_free_targets_are_the_dense_predictions(small_dense):
+    model = _wrap(small_dense).train()
     model.task = 'cls'
     inputs, samples = fake_batch(model.segmentor, SIZE)
     # Unchanged scores: the student is the teacher.
@@ -108,8 +93,8 @@ def test_label_free_targets_are_the_dense_predictions(dense):
     assert model.loss(inputs, samples)['loss_cls'] > 1e-4
 
 
-def test_trained_weights_keep_a_frozen_teacher(dense):
-    model = _wrap(dense, freeze_weights=False).train()
+def test_trained_weights_keep_a_frozen_teacher(small_dense):
+    model = _wrap(small_dense, freeze_weights=False).train()
     assert all(p.requires_grad for p in model.segmentor.parameters())
     model.task = 'cls'
     inputs, samples = fake_batch(model.segmentor, SIZE)
@@ -119,8 +104,8 @@ def test_trained_weights_keep_a_frozen_teacher(dense):
     assert not any(p.requires_grad for p in teacher.parameters())
 
 
-def test_loads_torchvision_and_mmpretrain_classifiers(dense, tmp_path):
-    model = _wrap(dense)
+def test_loads_torchvision_and_mmpretrain_classifiers(small_dense, tmp_path):
+    model = _wrap(small_dense)
     layer = model.classifier
     weight = torch.randn_like(layer.weight)
     bias = torch.randn_like(layer.bias)
@@ -141,22 +126,22 @@ def test_loads_torchvision_and_mmpretrain_classifiers(dense, tmp_path):
         load_classifier(str(tmp_path / 'none.pth'), layer)
 
 
-def test_loads_a_plain_segmentor_checkpoint(dense):
-    model = _wrap(dense)
+def test_loads_a_plain_segmentor_checkpoint(small_dense):
+    model = _wrap(small_dense)
     state = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v
-             for k, v in dense.state_dict().items()}
+             for k, v in small_dense.state_dict().items()}
     model.load_state_dict(state, strict=False)
     assert torch.equal(model.segmentor.backbone.stem[0].weight,
                        state['backbone.stem.0.weight'])
 
 
-def test_val_and_test_steps_are_the_segmentors(dense):
+def test_val_and_test_steps_are_the_segmentors(small_dense):
     from conftest import data_batch
-    model = _wrap(dense).eval()
+    model = _wrap(small_dense).eval()
     batch = data_batch(*fake_batch(model.segmentor, SIZE))
     for step in ('val_step', 'test_step'):
         ours = getattr(model, step)(copy.deepcopy(batch))
-        theirs = getattr(dense, step)(copy.deepcopy(batch))
+        theirs = getattr(small_dense, step)(copy.deepcopy(batch))
         assert len(ours) == len(theirs) == 2
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data)
