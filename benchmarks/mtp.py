@@ -15,28 +15,13 @@ Example:
 """
 import argparse
 import copy
-import os.path as osp
-import statistics as stats
-import sys
-import time
 import warnings
 
 import torch
 
+from common import sys_path_tests, train_step_seconds
+
 R50 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
-
-
-def step_seconds(model, optimizer, data, runs):
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        loss, _ = model.parse_losses(model.loss(*data))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:  # the first step warms up
-            times.append(time.perf_counter() - start)
-    return stats.median(times)
 
 
 def main():
@@ -44,7 +29,7 @@ def main():
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--runs', type=int, default=3)
     args = parser.parse_args()
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tests'))
+    sys_path_tests()
     import mmseg_prune  # noqa: F401
     from mmseg_prune.apis import build_segmentor, load_config
     from mmseg_prune.models import MTPSegmentor
@@ -56,7 +41,7 @@ def main():
         segmentor = build_segmentor(load_config(R50))
         data = fake_batch(segmentor, size=args.size, batch=2)
         plain_model = copy.deepcopy(segmentor).train()
-        plain = step_seconds(
+        plain = train_step_seconds(
             plain_model,
             torch.optim.SGD(plain_model.parameters(), lr=1e-4, momentum=0.9),
             data, args.runs)
@@ -65,16 +50,16 @@ def main():
         optimizer = torch.optim.Adam(mtp.gates.parameters(), lr=0.01)
         figures = {}
         mtp.task = 'seg'
-        figures['segmentation step'] = step_seconds(mtp, optimizer, data,
-                                                    args.runs)
+        figures['segmentation step'] = train_step_seconds(
+            mtp, optimizer, data, args.runs)
         mtp.task = 'cls'
-        figures['classification step, label-free'] = step_seconds(
+        figures['classification step, label-free'] = train_step_seconds(
             mtp, optimizer, data, args.runs)
         mtp.cls_batch = dict(
             inputs=[torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
                     for _ in range(2)], label=[1, 2])
         figures['classification step, 2 labelled 224x224 images'] = \
-            step_seconds(mtp, optimizer, data, args.runs)
+            train_step_seconds(mtp, optimizer, data, args.runs)
     scores = sum(v.numel() for v in mtp.gates.scores.values())
     print(f'DeepLabV3 R50-D8, batch 2 at {args.size}x{args.size}, '
           f'{len(mtp.gates.scores)} score vectors ({scores} channels)')

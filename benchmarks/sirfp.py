@@ -14,11 +14,12 @@ Example:
     python benchmarks/sirfp.py --size 256 --runs 2
 """
 import argparse
-import statistics as stats
 import time
 
 import numpy as np
 import torch
+
+from common import sys_path_tests, train_step_seconds
 
 R50 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
 R101 = 'mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-20k_voc12aug-512x512.py'
@@ -73,20 +74,6 @@ def selection(size):
           f'rule {official:.2f} s; same order')
 
 
-def train_step_seconds(model, optimizer, data, runs):
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        losses = model.loss(*data)
-        loss, _ = model.parse_losses(losses)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:  # the first step warms up
-            times.append(time.perf_counter() - start)
-    return stats.median(times)
-
-
 def overhead(size, runs):
     from mmseg_prune.apis import build_segmentor, load_config
     from mmseg_prune.statistics import RedundancyStatistics
@@ -112,12 +99,6 @@ def overhead(size, runs):
     print(f'statistics memory: {memory / 2**20:.1f} MiB '
           f'({len(recorder.redundancy)} C x C matrices and C-vectors, '
           'float32; the gradient term adds one C-vector per layer)')
-
-
-def sys_path_tests():
-    import os.path as osp
-    import sys
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tests'))
 
 
 def main():
