@@ -6,13 +6,12 @@
 #       --cfg-options load_from=DENSE_R101.pth
 _base_ = ['./deeplabv3_r50-d8_voc12aug-512x512_mtp-50.py']
 
+# mmpretrain's ImageNet ResNetV1c-101, the backbone's own pre-training.
+classifier_r101 = dict(
+    checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+    'resnet/resnetv1c101_8xb32_in1k_20220214-434fe45f.pth')
 model = dict(
     segmentor=dict(
         pretrained='open-mmlab://resnet101_v1c', backbone=dict(depth=101)),
-    classifier=dict(
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'resnet/resnetv1c101_8xb32_in1k_20220214-434fe45f.pth'))
-pruning = dict(
-    criterion=dict(classifier=dict(
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'resnet/resnetv1c101_8xb32_in1k_20220214-434fe45f.pth')))
+    classifier=classifier_r101)
+pruning = dict(criterion=dict(classifier=classifier_r101))
