@@ -153,13 +153,13 @@ class PruningHook(Hook):
 
     # -- training ----------------------------------------------------------
     def before_train(self, runner) -> None:
-        wrapper = mtp_wrapper(runner.model)
         if any(isinstance(c, MTPCriterion) for c in self.criteria) and \
-                wrapper is None:
+                mtp_wrapper(runner.model) is None:
+            model = type(_unwrap(runner.model)).__name__
             raise PruneError(
                 'PruningHook with the mtp criterion needs model=dict('
                 'type="MTPSegmentor", segmentor=...) and an MTPHook in the '
-                f'config; the model is a {type(_unwrap(runner.model)).__name__}')
+                f'config; the model is a {model}')
         self.input_shape = tuple(self.input_shape
                                  or default_input_shape(runner.cfg))
         self._reference(runner)

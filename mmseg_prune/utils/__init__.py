@@ -4,6 +4,7 @@ from .io import (atomic_directory, atomic_path, atomic_torch_save,
 from .safe_globals import load_checkpoint_file, register_mmengine_safe_globals
 
 __all__ = [
-    'PruneError', 'atomic_directory', 'atomic_path', 'atomic_torch_save', 'atomic_write_text',
-    'load_checkpoint_file', 'register_mmengine_safe_globals'
+    'PruneError', 'atomic_directory', 'atomic_path', 'atomic_torch_save',
+    'atomic_write_text', 'load_checkpoint_file',
+    'register_mmengine_safe_globals'
 ]

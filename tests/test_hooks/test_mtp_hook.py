@@ -43,8 +43,9 @@ def _config(work_dir, demo_root, max_iters, cls_root=None):
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                          val_interval=1000)
     cfg.optim_wrapper = dict(
-        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, weight_decay=5e-4,
-                                            momentum=0.9),
+        type='OptimWrapper',
+        optimizer=dict(type='SGD', lr=0.01, weight_decay=5e-4,
+                       momentum=0.9),
         paramwise_cfg=dict(custom_keys={'gates': dict(lr_mult=10.0,
                                                       decay_mult=0.0)}))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
