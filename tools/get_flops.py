@@ -12,12 +12,11 @@ Example:
 import argparse
 import sys
 
-from mmengine.config import DictAction
 from prettytable import PrettyTable
 
 from mmseg_prune.analysis import count_complexity, measure_latency
 from mmseg_prune.apis import build_segmentor, default_input_shape, load_config
-from mmseg_prune.utils.cli import human, run_cli
+from mmseg_prune.utils.cli import CfgOptionsAction, human, run_cli
 
 
 def parse_args(argv):
@@ -32,7 +31,7 @@ def parse_args(argv):
                         help='also time inference on the CPU')
     parser.add_argument('--runs', type=int, default=5,
                         help='timed runs for --latency (median reported)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 

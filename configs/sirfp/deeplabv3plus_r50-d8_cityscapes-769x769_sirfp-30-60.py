@@ -17,8 +17,9 @@
 # per stage, with a 1k warm-up and wd 1e-3 in stage 2); mmseg's plain
 # cross-entropy (no class-balanced resampling, no gsrl loss); the second
 # step's statistics are the gradient variant's, as the official COCO script
-# collects them (the Cityscapes script's stage-2 collection crashes, see
-# papers.md).
+# collects them (the official Cityscapes script collects stage-2 statistics
+# with `graph_edge_pruning`, which saves no gradient term, then prunes with
+# the V2 pruner, which reads it: a KeyError).
 _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-769x769.py']
 custom_imports = dict(imports=['mmseg_prune'], allow_failed_imports=False)
 

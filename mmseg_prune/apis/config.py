@@ -4,7 +4,7 @@ import os
 import os.path as osp
 from typing import Optional, Sequence
 
-from mmengine.config import Config, DictAction  # noqa: F401 - re-exported
+from mmengine.config import Config
 
 from ..utils.errors import PruneError
 
@@ -15,6 +15,9 @@ DEFAULT_PRUNING = dict(
     input_shape=None,
     ignore=[],
     calibration_batches=8,
+    # None: the criterion's default (SIRFP folds removed channels into the
+    # next biases, as its official code does).
+    bias_compensation=None,
     # mode and normalizer: the criterion's own defaults (SIRFP: its split
     # budget on raw scores), else FlopsBudget's (global, mean).
     budget=dict(min_keep=0.05, round_to=None, tolerance=0.005),
@@ -59,10 +62,17 @@ def load_config(config: str, cfg_options: Optional[dict] = None,
         raise PruneError(f'cannot read config "{config}": '
                          f'{type(exc).__name__}: {exc}') from exc
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            raise PruneError(f'--cfg-options do not fit config "{config}": '
+                             f'{type(exc).__name__}: {exc}') from exc
     if 'model' not in cfg:
         raise PruneError(f'config "{config}" has no model; pass an mmseg '
                          'segmentation config')
+    if not isinstance(cfg.model, dict) or 'type' not in cfg.model:
+        raise PruneError(f'the model of config "{config}" must be a dict '
+                         f'with a type, got {cfg.model!r}')
     if data_root is not None:
         set_data_root(cfg, data_root)
     pruning = copy.deepcopy(DEFAULT_PRUNING)
@@ -72,11 +82,43 @@ def load_config(config: str, cfg_options: Optional[dict] = None,
                 f'unknown key pruning.{key} in config "{config}"; the keys '
                 f'are {", ".join(DEFAULT_PRUNING)}')
         if key == 'budget':
+            if not isinstance(value, dict):
+                raise PruneError(f'pruning.budget must be a dict, got '
+                                 f'{value!r}')
             pruning['budget'].update(value)
         else:
             pruning[key] = value  # a criterion may be a name or a dict
+    check_pruning(pruning)
     cfg.pruning = pruning
     return cfg
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_pruning(pruning: dict) -> None:
+    """Raise one clear error for a ``pruning`` setting of the wrong type."""
+    checks = dict(
+        criterion=(lambda v: isinstance(v, (str, dict)),
+                   'a criterion name or dict(type=...)'),
+        flops_reduction=(_is_number, 'a number in (0, 1), e.g. 0.5'),
+        input_shape=(lambda v: v is None or (
+            isinstance(v, (list, tuple)) and len(v) == 2 and
+            all(isinstance(d, int) and d > 0 for d in v)),
+            'two positive ints (H, W) or None'),
+        ignore=(lambda v: isinstance(v, (list, tuple)) and
+                all(isinstance(p, str) for p in v),
+                'a list of module name patterns'),
+        calibration_batches=(lambda v: isinstance(v, int) and v >= 1,
+                             'a positive int'),
+        bias_compensation=(lambda v: v is None or isinstance(v, bool),
+                           'True, False or None'),
+    )
+    for key, (valid, expected) in checks.items():
+        if not valid(pruning[key]):
+            raise PruneError(f'pruning.{key} must be {expected}, got '
+                             f'{pruning[key]!r}')
 
 
 def set_data_root(cfg: Config, data_root: str) -> None:

@@ -3,6 +3,7 @@ import copy
 import warnings
 from typing import Optional
 
+import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
@@ -30,7 +31,8 @@ def dense_architecture(cfg: Config) -> dict:
 
 
 def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
-                    dense: bool = False) -> nn.Module:
+                    dense: bool = False,
+                    allow_partial: bool = False) -> nn.Module:
     """Build the config's segmentor on the CPU, SyncBN reverted to BN.
 
     Args:
@@ -38,6 +40,8 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
         checkpoint (str, optional): Weights to load. Without them the model
             keeps its initial weights (a pretrained backbone is not fetched).
         dense (bool): Build the dense architecture of a pruned config.
+        allow_partial (bool): Load a checkpoint that does not hold every
+            tensor (see :func:`load_weights`).
 
     Returns:
         nn.Module: The segmentor, in eval mode.
@@ -56,7 +60,7 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
     check_segmentor(model)
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
-        load_weights(model, checkpoint, cfg)
+        load_weights(model, checkpoint, cfg, allow_partial)
     else:
         with warnings.catch_warnings(), quiet_logger():
             warnings.simplefilter('ignore')
@@ -64,8 +68,20 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
     return model.eval()
 
 
-def load_weights(model: nn.Module, checkpoint: str, cfg: Config) -> dict:
+def load_weights(model: nn.Module, checkpoint: str, cfg: Config,
+                 allow_partial: bool = False) -> dict:
     """Load ``checkpoint`` into ``model``, refusing weights that do not fit.
+
+    Every tensor of the model must be in the checkpoint with its shape, and
+    the checkpoint must hold no other tensor: a checkpoint of another model
+    (or a backbone-only one) would otherwise leave layers at random.
+
+    Args:
+        model (nn.Module): The model.
+        checkpoint (str): Path of the checkpoint.
+        cfg (Config): The model's config (dense or pruned).
+        allow_partial (bool): Load what fits and print each tensor left as
+            it was, instead of refusing. Default: False.
 
     Returns:
         dict: The checkpoint's meta.
@@ -75,11 +91,17 @@ def load_weights(model: nn.Module, checkpoint: str, cfg: Config) -> dict:
         ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     except Exception as exc:  # noqa: BLE001 - reported to the user
         raise PruneError(f'cannot read checkpoint "{checkpoint}": '
-                         f'{type(exc).__name__}: {exc}') from exc
+                         f'{type(exc).__name__}: {exc}; pass a checkpoint '
+                         'written by torch.save or MMEngine') from exc
     if not isinstance(ckpt, dict):
-        raise PruneError(f'"{checkpoint}" is not a model checkpoint')
+        raise PruneError(f'"{checkpoint}" is not a model checkpoint (it '
+                         f'holds a {type(ckpt).__name__}, not a dict)')
     meta = ckpt.get('meta') or {}
     state = ckpt.get('state_dict', ckpt)
+    if not isinstance(state, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()):
+        raise PruneError(f'the state_dict of "{checkpoint}" is not a dict of '
+                         'tensors; pass a model checkpoint')
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in state.items()}
     is_pruned_cfg = cfg.model.get('type') == 'PrunedSegmentor'
@@ -89,17 +111,26 @@ def load_weights(model: nn.Module, checkpoint: str, cfg: Config) -> dict:
             'one; pass the pruned_config.py written next to the checkpoint')
     own = model.state_dict()
     wrong = [(k, list(v.shape), list(own[k].shape)) for k, v in state.items()
-             if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
-    matched = sum(k in own for k in state)
-    if wrong or matched < len(own) // 2:
-        detail = (f'{len(wrong)} tensors differ in shape (e.g. {wrong[0][0]}: '
-                  f'checkpoint {wrong[0][1]}, model {wrong[0][2]})'
-                  if wrong else
-                  f'only {matched} of the model\'s {len(own)} tensors are in '
-                  'it')
+             if k in own and v.shape != own[k].shape]
+    if wrong:
         raise PruneError(
             f'checkpoint "{checkpoint}" does not fit the config\'s model: '
-            f'{detail}; pass the checkpoint trained with this config (for a '
-            'pruned model, its pruned_config.py)')
+            f'{len(wrong)} tensors differ in shape (e.g. {wrong[0][0]}: '
+            f'checkpoint {wrong[0][1]}, model {wrong[0][2]}); pass the '
+            'checkpoint trained with this config (for a pruned model, its '
+            'pruned_config.py)')
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if (missing or unexpected) and not allow_partial:
+        detail = '; '.join(
+            f'{len(keys)} {what} (e.g. {", ".join(keys[:3])})'
+            for what, keys in (('missing', missing),
+                               ('unexpected', unexpected)) if keys)
+        raise PruneError(
+            f'checkpoint "{checkpoint}" does not fit the config\'s model: '
+            f'{detail}; pass the checkpoint trained with this config, or '
+            '--allow-partial-checkpoint to load what fits')
+    for key in missing:
+        print(f'not in the checkpoint, left as initialised: {key}')
     model.load_state_dict(state, strict=False)
     return meta

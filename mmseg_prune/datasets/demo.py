@@ -10,16 +10,50 @@ the SBD-derived aug masks).
 """
 import os
 import os.path as osp
-from typing import Dict
+from contextlib import contextmanager
+from typing import Dict, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from ..utils.errors import PruneError
 from ..utils.io import atomic_directory
 
 NUM_CLASSES = 21
 TEXTURES = ('stripes', 'checks', 'dots', 'noise')
+#: File written into every generated folder: a folder holding it may be
+#: replaced by a new generation; any other non-empty folder is refused.
+MARKER = '.mmseg_prune_generated'
+
+
+def check_destination(root: str, overwrite: bool = False) -> None:
+    """Refuse to replace a non-empty folder that this module did not write.
+
+    Args:
+        root (str): The folder about to be replaced.
+        overwrite (bool): Replace it anyway.
+    """
+    if overwrite or not osp.exists(root):
+        return
+    if not osp.isdir(root):
+        raise PruneError(f'"{root}" exists and is not a folder; choose '
+                         'another output folder')
+    if os.listdir(root) and not osp.isfile(osp.join(root, MARKER)):
+        raise PruneError(
+            f'"{root}" is not empty and was not written by '
+            'make_demo_data.py; generating here would delete what it holds. '
+            'Choose an empty or new folder, or pass --overwrite to replace it')
+
+
+@contextmanager
+def _generated_directory(root: str, overwrite: bool):
+    """:func:`atomic_directory` for a generated dataset, marked as such."""
+    check_destination(root, overwrite)
+    with atomic_directory(root) as tmp:
+        yield tmp
+        with open(osp.join(tmp, MARKER), 'w') as f:
+            f.write('written by mmseg_prune.datasets.demo\n')
 
 
 def voc_palette() -> list:
@@ -93,9 +127,17 @@ def _shape_mask(h, w, rng) -> np.ndarray:
     return mask.astype(bool)
 
 
-def make_scene(rng: np.random.RandomState, styles: Dict[int, dict]):
-    """One image (H, W, 3) uint8 RGB and its label map (H, W) uint8."""
-    h, w = rng.randint(240, 401), rng.randint(240, 401)
+def make_scene(rng: np.random.RandomState, styles: Dict[int, dict],
+               size: Sequence[int] = (240, 400)):
+    """One image (H, W, 3) uint8 RGB and its label map (H, W) uint8.
+
+    Args:
+        rng (RandomState): Source of randomness.
+        styles (dict): Class -> colour and texture.
+        size (tuple[int, int]): Smallest and largest side, in pixels.
+    """
+    h, w = rng.randint(size[0], size[1] + 1), rng.randint(size[0],
+                                                         size[1] + 1)
     image = _background(h, w, rng)
     label = np.zeros((h, w), np.uint8)
     for _ in range(rng.randint(1, 5)):
@@ -119,8 +161,14 @@ def _save_png(label: np.ndarray, path: str, palette: list) -> None:
 
 
 def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
-                      val_fraction: float = 0.25) -> Dict[str, int]:
-    """Write the dataset under ``root`` (replacing what is there).
+                      val_fraction: float = 0.25,
+                      size: Sequence[int] = (240, 400),
+                      overwrite: bool = False) -> Dict[str, int]:
+    """Write the dataset under ``root``.
+
+    ``root`` must be new, empty, or written by this module before (it holds
+    :data:`MARKER`), unless ``overwrite``: a folder of the user's is never
+    deleted by accident.
 
     Layout: ``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` (palette PNG,
     255 on outlines), ``SegmentationClassAug/*.png`` (palette PNG, no
@@ -133,6 +181,8 @@ def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
         num (int): Number of images. Default: 40.
         seed (int): Random seed; the same seed gives identical files.
         val_fraction (float): Share of images in ``val.txt``.
+        size (tuple[int, int]): Smallest and largest image side.
+        overwrite (bool): Replace ``root`` whatever it holds.
 
     Returns:
         dict[str, int]: Number of images per split.
@@ -142,14 +192,14 @@ def make_demo_dataset(root: str, num: int = 40, seed: int = 0,
     rng = np.random.RandomState(seed)
     styles = _class_styles(rng)
     palette = voc_palette()
-    with atomic_directory(root) as tmp:
+    with _generated_directory(root, overwrite) as tmp:
         for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
                     'ImageSets/Segmentation'):
             os.makedirs(osp.join(tmp, sub))
         names = [f'demo_{i:05d}' for i in range(num)]
         kernel = np.ones((3, 3), np.uint8)
         for name in names:
-            image, label = make_scene(rng, styles)
+            image, label = make_scene(rng, styles, size)
             Image.fromarray(image).save(
                 osp.join(tmp, 'JPEGImages', name + '.jpg'), quality=90)
             _save_png(label, osp.join(tmp, 'SegmentationClassAug',
@@ -176,14 +226,16 @@ VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'train', 'tvmonitor')
 
 
-def make_demo_classification(root: str, num: int = 40,
-                             seed: int = 0) -> Dict[str, int]:
+def make_demo_classification(root: str, num: int = 40, seed: int = 0,
+                             size: Sequence[int] = (240, 400),
+                             overwrite: bool = False) -> Dict[str, int]:
     """Write an ImageNet-style folder of generated scenes (``root/<class>/
     *.jpg``), each labelled with the class covering most of it.
 
     The scenes are drawn like :func:`make_demo_dataset`'s, so MTP's
     classification task and the segmentation task share their classes.
-    Written to a temporary folder and moved into place.
+    Written to a temporary folder and moved into place; ``root`` is
+    refused as :func:`make_demo_dataset` refuses it.
 
     Returns:
         dict[str, int]: Number of images per class folder.
@@ -191,9 +243,9 @@ def make_demo_classification(root: str, num: int = 40,
     rng = np.random.RandomState(seed + 1)
     styles = _class_styles(np.random.RandomState(seed))
     counts: Dict[str, int] = {}
-    with atomic_directory(root) as tmp:
+    with _generated_directory(root, overwrite) as tmp:
         for i in range(num):
-            image, label = make_scene(rng, styles)
+            image, label = make_scene(rng, styles, size)
             areas = np.bincount(label.ravel(), minlength=NUM_CLASSES)[1:]
             name = VOC_CLASSES[int(areas.argmax())]
             os.makedirs(osp.join(tmp, name), exist_ok=True)

@@ -1,12 +1,12 @@
 """Build a pruned segmentor from its dense config and pruned architecture."""
 import copy
 import os.path as osp
-import warnings
 
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from ..structure.architecture import apply_architecture
+from ..structure.architecture import (apply_architecture,
+                                      decode_architecture)
 from ..utils.errors import PruneError
 
 
@@ -63,12 +63,19 @@ def _load_pruned_weights(model, path):
 
     from ..utils.safe_globals import load_checkpoint_file
     if not osp.isfile(path):
-        warnings.warn(
-            f'pruned weights "{path}" not found: the pruned model starts from '
-            'freshly initialised weights unless a checkpoint is loaded '
-            '(load_from, --resume, or the checkpoint argument of test.py)')
-        return
-    state = load_checkpoint_file(path, map_location='cpu')
+        raise PruneError(
+            f'pruned weights "{path}" not found (was pruned_config.py moved '
+            'without its pruned.pth?). Pass --cfg-options '
+            'model.pruned_weights=PATH/pruned.pth, or '
+            'model.pruned_weights=None when a checkpoint is loaded anyway '
+            '(test.py CHECKPOINT, --resume) or to start from initial weights')
+    try:
+        state = load_checkpoint_file(path, map_location='cpu')
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        raise PruneError(f'cannot read pruned weights "{path}": '
+                         f'{type(exc).__name__}: {exc}') from exc
+    if not isinstance(state, dict):
+        raise PruneError(f'pruned weights "{path}" are not a checkpoint')
     model.load_state_dict(state.get('state_dict', state))
     for module in model.modules():
         if isinstance(module, BaseModule):
@@ -87,7 +94,8 @@ def PrunedSegmentor(architecture, pruned_structure, pruned_weights=None,
     Args:
         architecture (dict): The dense model config.
         pruned_structure (dict): The pruned architecture, as recorded by
-            :func:`mmseg_prune.structure.extract_architecture`.
+            :func:`mmseg_prune.structure.extract_architecture` (or encoded
+            by :func:`~mmseg_prune.structure.encode_architecture`).
         pruned_weights (str, optional): Checkpoint loaded when the model is
             built, so that fine-tuning starts from the pruned weights.
             ``load_from``, ``--resume`` and test checkpoints load over it.
@@ -104,6 +112,7 @@ def PrunedSegmentor(architecture, pruned_structure, pruned_weights=None,
     cfg = copy.deepcopy(dict(architecture))
     cfg.update(overrides)
     model = MODELS.build(strip_pretrained(cfg))
+    pruned_structure = decode_architecture(pruned_structure)
     apply_architecture(model, pruned_structure)
     model._register_load_state_dict_pre_hook(
         _check_loaded_shapes(set(pruned_structure)), with_module=True)

@@ -1,4 +1,5 @@
 """What every command-line tool of the plugin shares."""
+import argparse
 import logging
 import sys
 from contextlib import contextmanager
@@ -17,9 +18,32 @@ def run_cli(main, argv=None) -> int:
     except PruneError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('interrupted; nothing was written', file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A tool raises KeyboardInterrupt(message) once its outputs exist.
+        done = exc.args[0] if exc.args else 'nothing was written'
+        print(f'interrupted; {done}', file=sys.stderr)
         return 130
+
+
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` as MMEngine's ``DictAction`` parses
+    it, with one clear error for an item that is not ``KEY=VALUE``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mmengine.config import DictAction
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            key, sep, value = item.partition('=')
+            if not sep or not key:
+                raise PruneError(
+                    f'--cfg-options takes KEY=VALUE items, got "{item}"; '
+                    'e.g. --cfg-options pruning.flops_reduction=0.5')
+            try:
+                options[key] = DictAction._parse_iterable(value)
+            except Exception as exc:  # noqa: BLE001 - reported to the user
+                raise PruneError(f'--cfg-options cannot read the value of '
+                                 f'"{item}": {exc}') from exc
+        setattr(namespace, self.dest, options)
 
 
 @contextmanager

@@ -5,8 +5,8 @@ MMEngine checkpoints: their ``message_hub`` holds ``HistoryBuffer`` objects
 (numpy arrays plus references to the class's own methods, pickled through
 ``getattr``) and ``meta`` holds numpy scalars. Importing the plugin:
 
-1. adds ``HistoryBuffer``, ``ConfigDict`` and the numpy array, dtype and
-   scalar types to torch's allowlist (never ``getattr``);
+1. adds ``HistoryBuffer``, ``ConfigDict``, ``bytes`` and the numpy array,
+   dtype and scalar types to torch's allowlist (never ``getattr``);
 2. makes ``HistoryBuffer`` pickle without its method references, so every
    checkpoint written from now on loads with plain ``torch.load``;
 3. registers MMEngine's local checkpoint loader anew: it tries the safe
@@ -84,8 +84,15 @@ class _AllowlistUnpickler(pickle.Unpickler):
         return allowed[full_name]
 
 
+def _allowlist_load(file, **kwargs):
+    """``pickle.load`` through :class:`_AllowlistUnpickler` (torch's legacy,
+    non-zip format reads its header with ``pickle_module.load``)."""
+    return _AllowlistUnpickler(file, **kwargs).load()
+
+
 _allowlist_pickle = types.SimpleNamespace(
-    Unpickler=_AllowlistUnpickler, __name__='mmseg_prune_allowlist_pickle')
+    Unpickler=_AllowlistUnpickler, load=_allowlist_load,
+    __name__='mmseg_prune_allowlist_pickle')
 
 
 def load_checkpoint_file(filename, map_location=None):
@@ -117,7 +124,9 @@ def register_mmengine_safe_globals():
     """Apply the three measures of this module. Safe to call more than once."""
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:
-        add([HistoryBuffer, ConfigDict] + _numpy_globals())
+        # ``bytes``: protocol 2 pickles an empty bytes object (an empty
+        # HistoryBuffer's array data) as a call of bytes().
+        add([HistoryBuffer, ConfigDict, bytes] + _numpy_globals())
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     HistoryBuffer.__setstate__ = _history_buffer_setstate
     CheckpointLoader.register_scheme('', _load_from_local, force=True)

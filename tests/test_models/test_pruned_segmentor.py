@@ -54,9 +54,27 @@ def test_refuses_weights_of_another_architecture(pruned_dir):
         model.load_state_dict(dense_state, strict=False)
 
 
-def test_missing_weights_file_warns(pruned_dir):
+def test_missing_weights_file_is_an_error(pruned_dir):
+    """A config moved without its weights does not train from random
+    weights in silence; None says "no pruned weights" explicitly."""
     out, _ = pruned_dir
     cfg = load_config(osp.join(out, 'pruned_config.py'))
     cfg.model.pruned_weights = osp.join(out, 'moved.pth')
-    with pytest.warns(UserWarning, match='not found'):
+    with pytest.raises(PruneError, match='not found.*pruned_weights=None'):
         build_segmentor(cfg)
+    cfg.model.pruned_weights = None
+    build_segmentor(cfg)
+
+
+def test_work_dir_moved_whole_still_loads(pruned_dir, tmp_path):
+    """pruned_config.py finds pruned.pth beside itself."""
+    import shutil
+    out, _ = pruned_dir
+    moved = str(tmp_path / 'moved')
+    shutil.copytree(out, moved)
+    cfg = load_config(osp.join(moved, 'pruned_config.py'))
+    assert cfg.model.pruned_weights == osp.join(moved, 'pruned.pth')
+    model = build_segmentor(cfg)
+    reference = torch.load(osp.join(out, 'pruned.pth'))['state_dict']
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reference[key]), key
