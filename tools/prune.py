@@ -14,18 +14,20 @@ import os.path as osp
 import sys
 import warnings
 
-from mmengine.config import DictAction
 from mmengine.runner import set_random_seed
 
 from mmseg_prune.apis import (build_criterion, build_report, build_segmentor,
-                              check_data, default_input_shape, load_config,
+                              check_data, default_input_shape,
+                              dense_architecture, load_config,
                               prune_segmentor, save_pruned, work_dir_for)
 from mmseg_prune.apis.report import (layers_table, metrics_table,
                                      summary_table)
-from mmseg_prune.apis.runner import CalibrationBatches, evaluate, finetune
+from mmseg_prune.apis.runner import (CalibrationBatches,
+                                     check_trainable_batch, evaluate,
+                                     finetune)
 from mmseg_prune.utils import PruneError
-from mmseg_prune.utils.cli import run_cli
-from mmseg_prune.utils.io import atomic_write_text
+from mmseg_prune.utils.cli import CfgOptionsAction, run_cli
+from mmseg_prune.utils.io import atomic_write_text, check_writable_dir
 
 
 def parse_args(argv):
@@ -43,16 +45,24 @@ def parse_args(argv):
     parser.add_argument('--input-shape', type=int, nargs=2,
                         metavar=('H', 'W'), help='input at which FLOPs are '
                         'counted (default: the config\'s crop size)')
+    parser.add_argument('--allow-partial-checkpoint', action='store_true',
+                        help='load a --checkpoint that lacks some of the '
+                        'model\'s tensors (each is printed) instead of '
+                        'refusing it')
     parser.add_argument('--data-root', help='data root of every dataset')
     parser.add_argument('--finetune', type=int, metavar='ITERS',
                         help='fine-tune the pruned model for ITERS '
                         'iterations with the config\'s schedule (shortened '
                         'to ITERS) in WORK_DIR/finetune')
+    parser.add_argument('--distill', action='store_true',
+                        help='fine-tune with a logit distillation loss from '
+                        'the dense model (needs --finetune and '
+                        '--checkpoint)')
     parser.add_argument('--eval', action='store_true',
                         help='evaluate dense and pruned (after fine-tuning) '
                         'on the config\'s test set and add the metrics to '
                         'the report')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config keys, e.g. '
                         'pruning.budget.mode=uniform')
     return parser.parse_args(argv)
@@ -66,16 +76,22 @@ def main(argv=None):
     criterion = build_criterion(criterion_cfg)
     criterion_name = criterion_cfg if isinstance(criterion_cfg, str) else \
         criterion_cfg['type']
-    flops_reduction = args.flops_reduction or pruning.flops_reduction
+    # 0 is a value, not "not given": it is refused below, never defaulted.
+    flops_reduction = pruning.flops_reduction \
+        if args.flops_reduction is None else args.flops_reduction
     if not 0 < flops_reduction < 1:
         raise PruneError(f'--flops-reduction must be in (0, 1), got '
                          f'{flops_reduction}; e.g. 0.5 removes half')
     input_shape = args.input_shape or pruning.input_shape or \
         default_input_shape(cfg)
     work_dir = args.work_dir or work_dir_for(args.config)
+    check_writable_dir(work_dir)
     if args.finetune is not None and args.finetune < 1:
         raise PruneError(f'--finetune needs a positive number of iterations, '
                          f'got {args.finetune}')
+    if args.distill and not (args.finetune and args.checkpoint):
+        raise PruneError('--distill needs --finetune ITERS and --checkpoint '
+                         '(the dense teacher\'s weights)')
     if criterion.requires_data or args.finetune:
         check_data(cfg)
     if args.eval:
@@ -85,7 +101,11 @@ def main(argv=None):
     if args.checkpoint is None and not cfg.model.get('pruned_weights'):
         warnings.warn('no --checkpoint given: pruning the initial weights; '
                       'scores then mean little, pass trained weights')
-    model = build_segmentor(cfg, args.checkpoint)
+    model = build_segmentor(cfg, args.checkpoint,
+                            allow_partial=args.allow_partial_checkpoint)
+    if args.finetune:
+        check_trainable_batch(model, cfg.train_dataloader.batch_size,
+                              input_shape)
     batches = None
     if criterion.requires_data:
         batches = CalibrationBatches(cfg, pruning.calibration_batches)
@@ -93,16 +113,34 @@ def main(argv=None):
           f'1x3x{input_shape[0]}x{input_shape[1]} with {criterion_name}')
     result = prune_segmentor(model, criterion, flops_reduction, input_shape,
                              batches=batches, ignore=pruning.ignore,
-                             budget=dict(pruning.budget))
+                             budget=dict(pruning.budget),
+                             bias_compensation=pruning.bias_compensation)
     report = build_report(result, criterion_name, flops_reduction)
     paths = save_pruned(result, cfg, work_dir, report)
     print(layers_table(result.layers))
     print(summary_table(report))
+    try:
+        tune_and_evaluate(args, cfg, work_dir, paths, report)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f'the pruned model in {work_dir} is complete; fine-tuning or '
+            'evaluation did not finish') from None
+    for kind, path in paths.items():
+        print(f'{kind:>10}: {path}')
+    return 0
+
+
+def tune_and_evaluate(args, cfg, work_dir, paths, report):
+    """``--finetune`` and ``--eval`` of the pruned model."""
     if args.finetune:
+        distill = dict(teacher=dense_architecture(cfg),
+                       checkpoint=osp.abspath(args.checkpoint)) \
+            if args.distill else None
         paths['finetuned'] = finetune(
             load_config(paths['config']), osp.join(work_dir, 'finetune'),
-            args.finetune)
+            args.finetune, distill)
         report['finetune_iters'] = args.finetune
+        report['distill'] = args.distill
     if args.eval:
         report['evaluation'] = dict(
             dense=evaluate(cfg, osp.join(work_dir, 'eval_dense'),
@@ -113,9 +151,6 @@ def main(argv=None):
         print(metrics_table(report['evaluation']))
     if args.finetune or args.eval:
         atomic_write_text(paths['report'], json.dumps(report, indent=2))
-    for kind, path in paths.items():
-        print(f'{kind:>10}: {path}')
-    return 0
 
 
 if __name__ == '__main__':

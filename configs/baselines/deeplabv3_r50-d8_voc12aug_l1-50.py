@@ -17,6 +17,8 @@ pruning = dict(
     input_shape=None,  # (H, W) to count at; None: the crop size
     ignore=[],  # fnmatch patterns of modules never to prune
     calibration_batches=8,  # train batches for data-driven criteria
+    bias_compensation=None,  # fold removed channels into the next biases;
+    # None: the criterion's default (SIRFP: True, others: False)
     budget=dict(
         mode='global',  # one threshold over all groups | 'uniform'
         normalizer='mean',  # per-group score normalisation: mean|max|rank

@@ -13,10 +13,11 @@ from ..analysis import Complexity, count_complexity
 from ..budget import FlopsBudget
 from ..criteria import CRITERIA_ALIASES, BaseCriterion
 from ..registry import PRUNING_CRITERIA
-from ..structure import (SegmentorGraph, extract_architecture,
-                         forward_all_heads)
+from ..structure import (SegmentorGraph, encode_architecture,
+                         extract_architecture, forward_all_heads)
+from ..structure.bias_compensation import compensated_biases
 from ..utils.errors import PruneError
-from ..utils.io import atomic_torch_save, atomic_write_text
+from ..utils.io import atomic_file_set
 from ..version import __version__
 from .model import build_segmentor, dense_architecture
 
@@ -33,7 +34,12 @@ def build_criterion(criterion) -> BaseCriterion:
         raise PruneError(f'unknown criterion "{criterion}"; choose one of '
                          f'{known} (or a registered type name)')
     cfg['_scope_'] = 'mmseg_prune'
-    return PRUNING_CRITERIA.build(cfg)
+    try:
+        return PRUNING_CRITERIA.build(cfg)
+    except TypeError as exc:
+        raise PruneError(f'criterion {cfg["type"]} does not take these '
+                         f'arguments: {exc}; check its docstring for the '
+                         'ones it takes') from exc
 
 
 @dataclass
@@ -107,11 +113,23 @@ def _check_outputs(pruned: nn.Module, inputs: torch.Tensor,
                 'add the layer producing it to pruning.ignore')
 
 
+def check_finite_weights(model: nn.Module) -> None:
+    """Refuse a model with NaN or Inf weights before any criterion runs
+    (some rank such channels like any other and would save them)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise PruneError(
+                f'the model has non-finite values (NaN or Inf) in {name}; '
+                'the checkpoint is broken: pass one from before training '
+                'diverged')
+
+
 def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
                     input_shape: Sequence[int],
                     batches: Optional[Iterable[dict]] = None,
                     ignore: Sequence[str] = (),
-                    budget: Optional[dict] = None) -> PruneResult:
+                    budget: Optional[dict] = None,
+                    bias_compensation: Optional[bool] = None) -> PruneResult:
     """Prune a dense segmentor so that it loses ``flops_reduction`` FLOPs.
 
     The dense model is left untouched; the result is a pruned copy.
@@ -126,24 +144,42 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
         ignore (Sequence[str]): Patterns of modules never to prune.
         budget (dict, optional): Keyword arguments of
             :class:`~mmseg_prune.budget.FlopsBudget`.
+        bias_compensation (bool, optional): Fold what removed channels fed
+            the next layers into their biases
+            (:mod:`~mmseg_prune.structure.bias_compensation`). Default: the
+            criterion's ``bias_compensation`` (True for SIRFP).
 
     Returns:
         PruneResult: The pruned model and its figures.
     """
     criterion = build_criterion(criterion)
+    if bias_compensation is None:
+        bias_compensation = criterion.bias_compensation
     budget = FlopsBudget(flops_reduction,
                          **{**criterion.budget_defaults, **(budget or {})})
     if criterion.requires_data and batches is None:
         raise PruneError(f'criterion {type(criterion).__name__} needs data; '
                          'give the config a train_dataloader (--data-root)')
+    check_finite_weights(model)
     graph = SegmentorGraph(model, input_shape, ignore)
-    scores = criterion(graph, batches if criterion.requires_data else None)
-    return prune_graph(graph, scores, budget)
+    try:
+        scores = criterion(graph,
+                           batches if criterion.requires_data else None)
+    except (PruneError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the data, mostly
+        raise PruneError(
+            f'criterion {type(criterion).__name__} failed on the calibration'
+            f' data: {type(exc).__name__}: {exc}; check that every image has'
+            ' its mask and that labels are below num_classes (or 255)'
+        ) from exc
+    return prune_graph(graph, scores, budget,
+                       bias_compensation=bias_compensation)
 
 
 def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
-                budget: FlopsBudget,
-                dense: Optional[Complexity] = None) -> PruneResult:
+                budget: FlopsBudget, dense: Optional[Complexity] = None,
+                bias_compensation: bool = False) -> PruneResult:
     """Prune a copy of ``graph.model`` by ``scores`` to ``budget``.
 
     Args:
@@ -153,6 +189,8 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
             ``graph.model``.
         dense (Complexity, optional): ``graph.model``'s count at
             ``graph.input_shape``, when the caller has it already.
+        bias_compensation (bool): Fold removed channels' contributions into
+            the next biases. Default: False.
 
     Returns:
         PruneResult: The pruned copy and its figures.
@@ -164,7 +202,11 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
     expected = graph.output_shapes
 
     def count_flops(keep):
-        candidate = graph.prune(keep)
+        if bias_compensation:
+            with compensated_biases(graph, keep):
+                candidate = graph.prune(keep)
+        else:
+            candidate = graph.prune(keep)
         _check_outputs(candidate, inputs, expected)
         complexity = count_complexity(candidate, input_shape)
         pruned_models[complexity.flops] = (candidate, complexity)
@@ -188,15 +230,16 @@ def pruned_config(cfg: Config, architecture: dict,
         cfg (Config): The config the model was pruned from.
         architecture (dict): The pruned architecture.
         checkpoint (str | None): Path of the pruned weights, which the model
-            loads when it is built (``model.pruned_weights``); None when a
-            checkpoint is always given (tools/test.py, ``--resume``).
+            loads when it is built (``model.pruned_weights``; MMEngine
+            replaces ``{{ fileDirname }}`` with the config's folder); None
+            when a checkpoint is always given (tools/test.py, ``--resume``).
     """
     out = copy.deepcopy(cfg)
     out.model = dict(
         type='PrunedSegmentor',
         architecture=dense_architecture(cfg),
-        pruned_structure=architecture,
-        pruned_weights=checkpoint and osp.abspath(checkpoint))
+        pruned_structure=encode_architecture(architecture),
+        pruned_weights=checkpoint)
     imports = dict(out.get('custom_imports') or {})
     names = list(imports.get('imports', []))
     if 'mmseg_prune' not in names:
@@ -214,36 +257,63 @@ def pruned_config(cfg: Config, architecture: dict,
     return out
 
 
+OUTPUTS = dict(checkpoint='pruned.pth', config='pruned_config.py',
+               report='pruning_report.json', figure='pruning_report.png')
+
+
+def _stage_flops(result: PruneResult) -> Dict[str, tuple]:
+    """(dense, pruned) FLOPs of the backbone's stages and the other
+    top-level modules."""
+    stages = {}
+    for name, flops in result.dense.by_module.items():
+        top = name.count('.') == 0 and name not in ('', 'backbone')
+        if top or (name.startswith('backbone.') and name.count('.') == 1):
+            if flops > 0:
+                stages[name] = (flops, result.pruned.by_module.get(name, 0))
+    return stages
+
+
 def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
                 report: dict) -> Dict[str, str]:
-    """Write ``pruned.pth``, ``pruned_config.py`` and ``pruning_report.json``.
+    """Write ``pruned.pth``, ``pruned_config.py``, ``pruning_report.json``
+    and ``pruning_report.png`` into ``work_dir`` as one set.
 
-    Every file is written atomically; the pruned structure is recorded
-    against the dense architecture of ``cfg``, so a model pruned twice still
-    rebuilds from the original dense config.
+    The set is written to a temporary folder and swapped in at once
+    (:func:`~mmseg_prune.utils.io.atomic_file_set`): a crash leaves the
+    previous set whole, never a new checkpoint beside an old config. The
+    pruned structure is recorded against the dense architecture of ``cfg``,
+    so a model pruned twice still rebuilds from the original dense config.
 
     Returns:
         dict[str, str]: Kind -> path of each file written.
     """
     import json
+
+    from ..analysis.plots import write_report_figure
     reference = build_segmentor(cfg, dense=True)
     architecture = extract_architecture(reference, result.model)
-    paths = dict(
-        checkpoint=osp.join(work_dir, 'pruned.pth'),
-        config=osp.join(work_dir, 'pruned_config.py'),
-        report=osp.join(work_dir, 'pruning_report.json'))
+    paths = {kind: osp.join(work_dir, name) for kind, name in OUTPUTS.items()}
     meta = dict(
         pruned_structure=architecture,
         mmseg_prune_version=__version__,
         time=datetime.datetime.now().isoformat(timespec='seconds'),
         pruning=dict(report, layers=None))
-    out_cfg = pruned_config(cfg, architecture, paths['checkpoint'])
+    # Relative to the config, so the work dir can be moved whole.
+    out_cfg = pruned_config(cfg, architecture,
+                            '{{ fileDirname }}/' + OUTPUTS['checkpoint'])
     config_text = out_cfg.pretty_text
-    atomic_torch_save(
-        dict(meta=meta, state_dict=result.model.state_dict()),
-        paths['checkpoint'])
-    atomic_write_text(paths['config'], config_text)
-    atomic_write_text(paths['report'], json.dumps(report, indent=2))
+    replaced = osp.isfile(paths['checkpoint'])
+    with atomic_file_set(work_dir) as tmp:
+        torch.save(dict(meta=meta, state_dict=result.model.state_dict()),
+                   osp.join(tmp, OUTPUTS['checkpoint']))
+        with open(osp.join(tmp, OUTPUTS['config']), 'w') as f:
+            f.write(config_text)
+        with open(osp.join(tmp, OUTPUTS['report']), 'w') as f:
+            f.write(json.dumps(report, indent=2))
+        write_report_figure(osp.join(tmp, OUTPUTS['figure']), report,
+                            _stage_flops(result))
+    if replaced:
+        print(f'replaced the previous pruned model in {work_dir}')
     return paths
 
 

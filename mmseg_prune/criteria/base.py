@@ -21,6 +21,9 @@ class BaseCriterion:
     #: :class:`~mmseg_prune.budget.FlopsBudget` arguments this criterion's
     #: method prescribes; the config's ``pruning.budget`` overrides them.
     budget_defaults: dict = {}
+    #: Whether pruning folds removed channels into the next biases by
+    #: default (``pruning.bias_compensation`` overrides it).
+    bias_compensation = False
 
     def __call__(self, graph: SegmentorGraph,
                  batches: Optional[Iterable[dict]] = None

@@ -14,13 +14,14 @@ concatenation) are scored by every member layer on its own; the group keeps
 a channel whose best member score passes the threshold, which is the official
 code's rule (a residual channel goes only when every member drops it).
 """
+from contextlib import nullcontext
 from typing import Optional
 
 import torch
 from mmengine.utils import ProgressBar
 
 from ..registry import PRUNING_CRITERIA
-from ..statistics import RedundancyStatistics
+from ..statistics import RedundancyStatistics, batch_statistics
 from ..structure.graph import forward_all_heads, output_layers
 from ..utils.errors import PruneError
 from .base import BaseCriterion
@@ -38,24 +39,43 @@ class SIRFPCriterion(BaseCriterion):
         include_diagonal (bool): Count S_ii in the row sums, as the official
             code does (the paper excludes it). Default: True.
         gradient_weight (float | None): When set, use the second-stage
-            variant instead: ``gradient_weight * G - R`` in every layer, with
-            G the mean |dL/dgamma| of the norm layers' scales, taken only
-            where gamma * dL/dgamma > 0 (official: 0.4). Needs a backward
-            pass per batch. Default: None.
+            variant instead: ``gradient_weight * gradient_scale * G - R`` in
+            every layer, with G the mean |dL/dgamma| of the norm layers'
+            scales, taken only where gamma * dL/dgamma > 0 (official: 0.4).
+            Needs a backward pass per batch. Default: None.
+        gradient_scale (float): Factor on G. The official code reads G from
+            mixed-precision gradients, which carry the loss scale (2**16 at
+            the start of training), so G dominates its score; the default
+            reproduces that weighting. G itself is kept unscaled, whatever
+            precision trains. 1 gives the unscaled variant, where the score
+            is about -R. Default: 65536.
+        calibration_mode (str): ``'train'``: norm layers use batch
+            statistics during calibration, as the official statistics are
+            taken during training (running statistics are not changed);
+            ``'eval'``: the running statistics. Default: ``'train'``.
     """
 
     requires_data = True
     #: The official budget: backbone and head cut at the same quantile of
     #: their raw scores.
     budget_defaults = dict(mode='split', normalizer=None)
+    #: The official code's ``resize_subnet_bias``.
+    bias_compensation = True
 
     def __init__(self, backbone_beta: float = 0.4, head_beta: float = 0.0,
                  include_diagonal: bool = True,
-                 gradient_weight: Optional[float] = None):
+                 gradient_weight: Optional[float] = None,
+                 gradient_scale: float = 2.0**16,
+                 calibration_mode: str = 'train'):
+        if calibration_mode not in ('train', 'eval'):
+            raise PruneError(f'SIRFPCriterion calibration_mode must be '
+                             f'"train" or "eval", got "{calibration_mode}"')
         self.backbone_beta = backbone_beta
         self.head_beta = head_beta
         self.include_diagonal = include_diagonal
         self.gradient_weight = gradient_weight
+        self.gradient_scale = gradient_scale
+        self.calibration_mode = calibration_mode
         self.statistics: Optional[RedundancyStatistics] = None
 
     def prepare(self, graph, batches):
@@ -69,23 +89,28 @@ class SIRFPCriterion(BaseCriterion):
         stats = RedundancyStatistics(
             model, names, gradients=self.gradient_weight is not None)
         progress = ProgressBar(len(batches))
+        mode = batch_statistics(model) if self.calibration_mode == 'train' \
+            else nullcontext()
         try:
-            for data in batches:
-                data = model.data_preprocessor(data, True)
-                if self.gradient_weight is None:
-                    with torch.no_grad():
-                        forward_all_heads(model, data['inputs'])
-                else:  # the statistics read G during backward
-                    with torch.enable_grad():
-                        losses = model.loss(data['inputs'],
-                                            data['data_samples'])
-                        model.parse_losses(losses)[0].backward()
-                progress.update()
+            with mode:
+                for data in batches:
+                    self._calibration_step(model, data)
+                    progress.update()
         finally:
             stats.remove()
             model.zero_grad(set_to_none=True)
         stats.synchronize()
         self.statistics = stats
+
+    def _calibration_step(self, model, data) -> None:
+        data = model.data_preprocessor(data, True)
+        if self.gradient_weight is None:
+            with torch.no_grad():
+                forward_all_heads(model, data['inputs'])
+        else:  # the statistics read G during backward
+            with torch.enable_grad():
+                losses = model.loss(data['inputs'], data['data_samples'])
+                model.parse_losses(losses)[0].backward()
 
     def layer_scores(self, name: str) -> torch.Tensor:
         """SIRFP scores of one watched layer's channels."""
@@ -97,7 +122,8 @@ class SIRFPCriterion(BaseCriterion):
         _, row_sums = greedy_removal_order(stats.redundancy[name],
                                            self.include_diagonal)
         if self.gradient_weight is not None:
-            return self.gradient_weight * stats.gradient.get(
+            return self.gradient_weight * self.gradient_scale * \
+                stats.gradient.get(
                 name, torch.zeros_like(row_sums)).double() - row_sums
         beta = self.backbone_beta if name.startswith('backbone.') else \
             self.head_beta

@@ -1,4 +1,5 @@
+from .distillation_hook import DistillationHook
 from .mtp_hook import MTPHook, task_at
 from .pruning_hook import PruningHook
 
-__all__ = ['MTPHook', 'PruningHook', 'task_at']
+__all__ = ['DistillationHook', 'MTPHook', 'PruningHook', 'task_at']

@@ -63,6 +63,8 @@ class PruningHook(Hook):
         ignore (Sequence[str]): Module patterns never pruned.
         budget (dict, optional): :class:`~mmseg_prune.budget.FlopsBudget`
             arguments over the criterion's defaults.
+        bias_compensation (bool, optional): Fold removed channels into the
+            next biases. Default: the criterion's (True for SIRFP).
     """
 
     priority = 'VERY_HIGH'
@@ -70,7 +72,8 @@ class PruningHook(Hook):
     def __init__(self, schedule: Sequence[dict], criterion='sirfp',
                  momentum: float = 0.999,
                  input_shape: Optional[Sequence[int]] = None,
-                 ignore: Sequence[str] = (), budget: Optional[dict] = None):
+                 ignore: Sequence[str] = (), budget: Optional[dict] = None,
+                 bias_compensation: Optional[bool] = None):
         steps = [dict(step) for step in schedule]
         iters = [s.get('iter') for s in steps]
         reductions = [s.get('flops_reduction') for s in steps]
@@ -97,6 +100,7 @@ class PruningHook(Hook):
         self.input_shape = input_shape
         self.ignore = list(ignore)
         self.budget = dict(budget or {})
+        self.bias_compensation = bias_compensation
         self.steps_done = 0
         self.dense_flops = None
         self.statistics: Optional[RedundancyStatistics] = None
@@ -233,8 +237,12 @@ class PruningHook(Hook):
         else:
             budget = FlopsBudget(
                 target, **{**criterion.budget_defaults, **self.budget})
-            result = prune_graph(graph, scores, budget, dense=current)
+            compensate = criterion.bias_compensation \
+                if self.bias_compensation is None else self.bias_compensation
+            result = prune_graph(graph, scores, budget, dense=current,
+                                 bias_compensation=compensate)
             self._apply(runner, graph.model, result.model)
+            self._log_scalars(runner, result)
             runner.logger.info(
                 f'PruningHook: pruned at iteration {runner.iter}: FLOPs '
                 f'(MACs) at 1x3x{self.input_shape[0]}x{self.input_shape[1]} '
@@ -246,6 +254,20 @@ class PruningHook(Hook):
         self.steps_done += 1
         self._write_config(runner)
         self._watch(runner)
+
+    def _log_scalars(self, runner, result) -> None:
+        """FLOPs, params and kept share through the message hub, so that
+        the runner's log and its visualizer backends (TensorBoard, W&B)
+        show them as scalars from this step on."""
+        kept = sum(k for k, _ in result.layers.values())
+        total = sum(t for _, t in result.layers.values())
+        hub = runner.message_hub
+        hub.update_scalar('train/pruned_gflops', result.pruned.flops / 1e9)
+        hub.update_scalar('train/pruned_mparams',
+                          result.pruned.params / 1e6)
+        hub.update_scalar('train/kept_channel_share', kept / max(total, 1))
+        hub.update_scalar('train/flops_reduction',
+                          1 - result.pruned.flops / self.dense_flops)
 
     def _apply(self, runner, before, pruned) -> None:
         """Resize the live model to ``pruned`` and load its weights.

@@ -1,4 +1,7 @@
 from .redundancy import (RedundancyStatistics, batch_detail,
-                         batch_redundancy)
+                         batch_redundancy, batch_statistics)
 
-__all__ = ['RedundancyStatistics', 'batch_detail', 'batch_redundancy']
+__all__ = [
+    'RedundancyStatistics', 'batch_detail', 'batch_redundancy',
+    'batch_statistics'
+]

@@ -18,7 +18,8 @@ decision is needed (:meth:`RedundancyStatistics.synchronize`): both
 combinations are linear, so the average of the ranks' statistics equals the
 statistics of all their data, and every rank then decides the same mask.
 """
-from typing import Dict, Iterable, Optional
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -45,7 +46,42 @@ def batch_detail(x: torch.Tensor) -> torch.Tensor:
     magnitude = (gx.square() + gy.square()).sqrt().flatten(2)
     if magnitude.shape[-1] < 2:  # a 1x1 map (image pooling) has no detail
         return magnitude.new_zeros(channels)
-    return magnitude.std(-1).mean(0)
+    # The population std (divide by n), as the official code computes it.
+    return magnitude.std(-1, correction=0).mean(0)
+
+
+@contextmanager
+def batch_statistics(model: nn.Module):
+    """Run ``model``'s norm layers on batch statistics, as in training,
+    without changing their running statistics.
+
+    The official SIRFP statistics are taken during training, where batch
+    norms normalise by the batch's own statistics. Inside this block every
+    batch norm is in train mode except on inputs with one value per channel
+    (image pooling on one image), which keep the running statistics; the
+    running statistics are restored afterwards. The rest of the model stays
+    in its mode.
+    """
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.training, {k: v.clone() for k, v in m.named_buffers(
+        recurse=False)}) for m in norms]
+
+    def use_batch(module, args):
+        x = args[0]
+        module.train(x.numel() // x.shape[1] > 1)
+
+    handles = [m.register_forward_pre_hook(use_batch) for m in norms]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        with torch.no_grad():
+            for module, training, buffers in saved:
+                module.train(training)
+                for name, value in buffers.items():
+                    getattr(module, name).copy_(value)
 
 
 class RedundancyStatistics:
@@ -60,11 +96,16 @@ class RedundancyStatistics:
             (validation inside a training run). Default: False.
         gradients (bool): Also collect ``G`` from the gradients that reach
             the layers' scales in every backward pass. Default: False.
+        loss_scale (callable, optional): Returns the loss scale in force
+            (mixed precision); gradients are divided by it, so ``G`` is
+            always kept unscaled. Default: None (no scaling).
     """
 
     def __init__(self, model: nn.Module, layer_names: Iterable[str],
                  momentum: Optional[float] = None,
-                 training_only: bool = False, gradients: bool = False):
+                 training_only: bool = False, gradients: bool = False,
+                 loss_scale: Optional[Callable[[], float]] = None):
+        self.loss_scale = loss_scale
         self.momentum = momentum
         self.training_only = training_only
         self.layer_names = list(layer_names)
@@ -127,7 +168,13 @@ class RedundancyStatistics:
         when ``gamma * dL/dgamma > 0``; elsewhere it keeps its old value.
         """
         value = grad.detach().abs().float()
-        take = (weight.detach() * grad.detach() > 0).float()
+        if self.loss_scale is not None:
+            value = value / float(self.loss_scale())
+        # An overflowed mixed-precision step gives no value (the official
+        # code's would stay inf for good).
+        take = ((weight.detach() * grad.detach() > 0) &
+                torch.isfinite(value)).float()
+        value = torch.nan_to_num(value, nan=0.0, posinf=0.0)
         if name not in self.gradient:
             self.gradient[name] = torch.zeros_like(value)
             self._gradient_counts[name] = torch.zeros_like(value)

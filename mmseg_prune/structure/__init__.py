@@ -1,10 +1,12 @@
-from .architecture import apply_architecture, extract_architecture
+from .architecture import (apply_architecture, decode_architecture,
+                           encode_architecture, extract_architecture)
 from .graph import (ChannelGroup, GroupMember, SegmentorGraph,
                     auxiliary_heads, check_segmentor, forward_all_heads,
                     output_layers)
 
 __all__ = [
-    'apply_architecture', 'extract_architecture', 'ChannelGroup',
+    'apply_architecture', 'decode_architecture', 'encode_architecture',
+    'extract_architecture', 'ChannelGroup',
     'GroupMember', 'SegmentorGraph', 'auxiliary_heads', 'check_segmentor',
     'forward_all_heads', 'output_layers'
 ]

@@ -4,8 +4,9 @@ A pruned architecture is a dict ``{module name: {'attrs': {...},
 'shapes': {...}}}`` holding, for every module that pruning changed, the
 integer attributes that differ from the dense model (``out_channels``,
 ``num_features``, ``groups``...) and the shapes of its own parameters and
-buffers. It is plain data, so it can live in a config file and in a
-checkpoint's meta, and replaying it needs neither torch-pruning nor a trace.
+buffers. It is plain data, so it can live in a config file (as one short string
+per module, :func:`encode_architecture`) and in a checkpoint's meta, and
+replaying it needs neither torch-pruning nor a trace.
 """
 from typing import Dict
 
@@ -68,6 +69,56 @@ def extract_architecture(dense: nn.Module, pruned: nn.Module) -> Architecture:
     return architecture
 
 
+def encode_architecture(architecture: Architecture) -> Dict[str, str]:
+    """One short string per module, for config files.
+
+    ``{'attrs': {'out_channels': 22, 'stride': [1, 1]}, 'shapes':
+    {'weight': [22, 64, 3, 3]}}`` becomes ``'out_channels=22 stride=(1,1)
+    weight:22x64x3x3'``. Configs are formatted by yapf whenever MMEngine
+    prints or saves them (several times per training run), and the nested
+    form of a ResNet's structure took seconds each time.
+    """
+
+    def attr(value):
+        if isinstance(value, (list, tuple)):
+            return '(' + ','.join(str(v) for v in value) + ')'
+        return str(value)
+
+    return {
+        name: ' '.join(
+            [f'{k}={attr(v)}' for k, v in spec.get('attrs', {}).items()] +
+            [f'{k}:{"x".join(str(d) for d in shape)}'
+             for k, shape in spec.get('shapes', {}).items()])
+        for name, spec in architecture.items()
+    }
+
+
+def decode_architecture(architecture: Dict) -> Architecture:
+    """The dict form of an architecture, from either form."""
+    decoded = {}
+    for name, spec in architecture.items():
+        if not isinstance(spec, str):
+            decoded[name] = spec
+            continue
+        attrs, shapes = {}, {}
+        try:
+            for token in spec.split():
+                if '=' in token:
+                    key, value = token.split('=', 1)
+                    attrs[key] = [int(v) for v in value[1:-1].split(',')
+                                  if v] if value.startswith('(') \
+                        else int(value)
+                else:
+                    key, value = token.split(':', 1)
+                    shapes[key] = [int(d) for d in value.split('x') if d]
+        except ValueError as exc:
+            raise PruneError(f'cannot read the pruned structure of module '
+                             f'"{name}": "{spec}"; use the pruned_config.py '
+                             'as written') from exc
+        decoded[name] = dict(attrs=attrs, shapes=shapes)
+    return decoded
+
+
 def apply_architecture(model: nn.Module, architecture: Architecture) -> None:
     """Resize ``model`` in place to ``architecture``.
 
@@ -79,14 +130,15 @@ def apply_architecture(model: nn.Module, architecture: Architecture) -> None:
 
     Args:
         model (nn.Module): A freshly built dense model of the same config.
-        architecture (dict): As returned by :func:`extract_architecture`.
+        architecture (dict): As returned by :func:`extract_architecture`,
+            or encoded by :func:`encode_architecture`.
 
     Raises:
         PruneError: When a recorded module or tensor does not exist in
             ``model`` (the architecture belongs to another model).
     """
     modules = dict(model.named_modules())
-    for name, spec in architecture.items():
+    for name, spec in decode_architecture(architecture).items():
         if name not in modules:
             raise PruneError(
                 f'the pruned architecture names module "{name}", which this '

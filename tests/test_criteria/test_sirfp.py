@@ -92,10 +92,15 @@ def test_gradient_variant(small_model):
     assert (stats.gradient[name] >= 0).all()
     assert stats.gradient[name].sum() > 0
     _, row_sums = greedy_removal_order(stats.redundancy[name])
+    # The official weighting: G as the loss-scaled (2**16) gradients give it.
     torch.testing.assert_close(
         scores['backbone.stem.0'],
-        (0.4 * stats.gradient[name].double() - row_sums).float())
+        (0.4 * 2**16 * stats.gradient[name].double() - row_sums).float())
     assert all(p.grad is None for p in graph.model.parameters())
+    criterion.gradient_scale = 1  # the unscaled variant
+    torch.testing.assert_close(
+        criterion.score(graph)['backbone.stem.0'],
+        (0.4 * stats.gradient[name].double() - row_sums).float())
 
 
 def test_split_budget_cuts_backbone_and_head_at_one_quantile(scored):

@@ -74,6 +74,14 @@ def test_prunes_at_the_scheduled_iterations(trained):
     assert all(g.sum() > 0 for g in stats['gradient'].values())
     assert stats['counts']['backbone.stem.1'] == 2  # iterations 3 and 4
     assert runner.iter == 5
+    # Each step's figures reach the message hub (log and visualizers).
+    hub = runner.message_hub
+    assert hub.get_scalar('train/flops_reduction').current() == \
+        pytest.approx(_reduction(runner.model, dense_flops), abs=1e-6)
+    assert hub.get_scalar('train/pruned_gflops').current() == \
+        pytest.approx(dense_flops * (1 - _reduction(runner.model,
+                                                     dense_flops)) / 1e9)
+    assert 0 < hub.get_scalar('train/kept_channel_share').current() < 1
 
 
 def test_written_config_rebuilds_the_trained_model(trained):

@@ -26,7 +26,8 @@ def numpy_detail(x):
             gx += sobel[dy, dx] * window  # cross-correlation, as conv2d
             gy += sobel.T[dy, dx] * window
     magnitude = np.sqrt(gx**2 + gy**2).reshape(n, c, -1)
-    return magnitude.std(-1, ddof=1).mean(0)
+    # The population std (ddof=0), as the official code computes E.
+    return magnitude.std(-1, ddof=0).mean(0)
 
 
 def test_batch_statistics_equal_numpy():
@@ -66,3 +67,48 @@ def test_hooks_accumulate_running_mean_or_ema(momentum):
             expected = momentum * expected + (1 - momentum) * s
     torch.testing.assert_close(stats.redundancy['1'], expected)
     assert stats.counts['1'] == 3
+
+
+def test_batch_statistics_normalise_by_the_batch_and_restore_buffers(
+        small_dense):
+    import copy
+
+    from mmseg_prune.statistics import batch_statistics
+    model = copy.deepcopy(small_dense).eval()
+    bn = model.backbone.stem[1]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 64, 64) * 3 + 1
+    seen = []
+    handle = bn.register_forward_hook(  # before the in-place ReLU
+        lambda m, a, out: seen.append(out.clone()))
+    with torch.no_grad(), batch_statistics(model):
+        model.backbone(x)
+    with torch.no_grad():
+        model.backbone(x)
+    handle.remove()
+    # Train mode: each channel normalised by the batch's own statistics.
+    conv_out = model.backbone.stem[0](x)
+    mean = conv_out.mean((0, 2, 3), keepdim=True)
+    var = conv_out.var((0, 2, 3), unbiased=False, keepdim=True)
+    expected = (conv_out - mean) / (var + bn.eps).sqrt() * \
+        bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(seen[0], expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(seen[0], seen[1], atol=1e-3)
+    assert not bn.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_batch_statistics_keep_running_ones_for_one_value_per_channel(
+        small_dense):
+    """Image pooling on one image: batch statistics would be degenerate."""
+    import copy
+
+    from mmseg_prune.statistics import batch_statistics
+    model = copy.deepcopy(small_dense).eval()
+    bn = model.backbone.stem[1]
+    x = torch.randn(1, bn.num_features, 1, 1)
+    with torch.no_grad():
+        expected = bn(x)
+        with batch_statistics(model):
+            torch.testing.assert_close(bn(x), expected)

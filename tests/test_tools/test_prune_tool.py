@@ -36,7 +36,11 @@ def pruned(tmp_path_factory):
 
 def test_writes_checkpoint_config_and_report(pruned):
     assert sorted(os.listdir(pruned)) == [
-        'pruned.pth', 'pruned_config.py', 'pruning_report.json']
+        'pruned.pth', 'pruned_config.py', 'pruning_report.json',
+        'pruning_report.png']
+    from PIL import Image
+    with Image.open(osp.join(pruned, 'pruning_report.png')) as figure:
+        assert figure.size[0] > 800 and figure.size[1] > 300
     report = json.load(open(osp.join(pruned, 'pruning_report.json')))
     assert report['input_shape'] == [64, 64]
     assert report['criterion'] == 'bn_scale'
@@ -133,12 +137,15 @@ def test_bad_input_gives_one_clear_error(case, pruned, tmp_path, capsys):
 def test_pruned_config_of_another_model(pruned, tmp_path, capsys):
     """A pruned checkpoint with a pruned config of another model."""
     from mmseg_prune.apis import load_config
+    from mmseg_prune.structure import (decode_architecture,
+                                       encode_architecture)
     cfg = load_config(osp.join(pruned, 'pruned_config.py'))
-    structure = cfg.model.pruned_structure
+    structure = decode_architecture(cfg.model.pruned_structure)
     layer = [n for n, spec in structure.items()
              if 'out_channels' in spec['attrs']][0]
     structure[layer]['shapes']['weight'][0] -= 1
     structure[layer]['attrs']['out_channels'] -= 1
+    cfg.model.pruned_structure = encode_architecture(structure)
     cfg.model.pruned_weights = None
     other = str(tmp_path / 'other_pruned_config.py')
     cfg.dump(other)
@@ -225,3 +232,41 @@ def test_finetune_with_one_image_per_batch_is_refused(demo_root, tmp_path,
     ]) == 2
     err = capsys.readouterr().err
     assert 'batch_size >= 2' in err and 'Traceback' not in err
+    # Refused before pruning: nothing was written.
+    assert not (tmp_path / 'work').exists()
+
+
+def test_finetune_with_distillation(demo_root, tmp_path):
+    """--finetune --distill: the dense model teaches through a KD loss that
+    the fine-tuning run logs; the checkpoint stays a plain pruned one."""
+    import torch
+
+    from conftest import small_voc_config
+    cfg = small_voc_config(demo_root)
+    cfg.pop('pruning')
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    config = str(tmp_path / 'fcn_voc.py')
+    cfg.dump(config)
+    from mmseg_prune.apis import build_segmentor
+    dense = str(tmp_path / 'dense.pth')
+    torch.save(dict(state_dict=build_segmentor(cfg).state_dict()), dense)
+    work_dir = tmp_path / 'work'
+    args = [config, '--work-dir', str(work_dir), '--checkpoint', dense,
+            '--finetune', '2', '--distill']
+    assert run_cli(_tool('prune').main, args) == 0
+    report = json.load(open(work_dir / 'pruning_report.json'))
+    assert report['distill'] is True and report['finetune_iters'] == 2
+    logs = list((work_dir / 'finetune').rglob('scalars.json'))
+    lines = [json.loads(line) for line in open(logs[0])]
+    assert all('loss_kd' in line for line in lines if 'loss' in line)
+    assert sum('loss_kd' in line for line in lines) == 2
+    state = torch.load(work_dir / 'finetune' / 'iter_2.pth')['state_dict']
+    assert not any(k.startswith('teacher') for k in state)
+
+
+def test_distill_needs_a_teacher(tmp_path, capsys):
+    assert run_cli(_tool('prune').main, [
+        SMALL, '--work-dir', str(tmp_path / 'w'), '--distill'
+    ]) == 2
+    assert '--distill needs --finetune' in capsys.readouterr().err
+    assert not (tmp_path / 'w').exists()

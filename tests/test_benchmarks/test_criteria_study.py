@@ -1,0 +1,42 @@
+"""benchmarks/criteria.py end to end at its smallest setting, so that the
+study cannot rot: data, pre-training, dense training, prune, zero-shot
+evaluation, plain and distilled fine-tuning, tables and plot."""
+import importlib.util
+import json
+import os.path as osp
+
+from conftest import TESTS_DIR
+
+ROOT = osp.dirname(TESTS_DIR)
+
+
+def test_smallest_setting_end_to_end(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'criteria', osp.join(ROOT, 'benchmarks', 'criteria.py'))
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    out = str(tmp_path / 'docs' / 'criteria')
+    args = ['--work-dir', str(tmp_path / 'cache'), '--out', out,
+            '--size', '32', '--num-images', '8', '--num-cls-images', '40',
+            '--cls-epochs', '1', '--cls-batch', '8', '--dense-iters', '2',
+            '--finetune-iters', '1', '--reductions', '0.5', '--seeds', '0',
+            '--criteria', 'sirfp', '--second-model', 'none']
+    assert study.main(args) == 0
+    data = json.load(open(out + '.json'))
+    records = data['records']
+    assert {(r['criterion'], r['distill']) for r in records} == {
+        ('sirfp', False), ('sirfp', True)}
+    for record in records:
+        assert record['model'] == 'deeplabv3_r18'
+        assert record['flops_reduction'] == 0.5 and record['seed'] == 0
+        assert abs(record['achieved_reduction'] - 0.5) <= 0.005
+        for key in ('miou_dense', 'miou_pruned', 'miou_finetuned'):
+            assert 0 <= record[key] <= 100
+    assert data['dense']['deeplabv3_r18']['iters'] == 2
+    table = open(out + '.md').read()
+    assert 'python benchmarks/criteria.py' in table
+    assert '| sirfp | 0.5' in table
+    assert osp.getsize(out + '.png') > 10000
+    # A rerun resumes from the cache: nothing is run again.
+    assert study.main(args) == 0
+    assert len(json.load(open(out + '.json'))['records']) == 2
