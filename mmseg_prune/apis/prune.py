@@ -1,6 +1,7 @@
 """Prune a segmentor to a FLOPs budget and save it as an mmseg model."""
 import copy
 import datetime
+from contextlib import nullcontext
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Optional, Sequence
@@ -202,10 +203,8 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
     expected = graph.output_shapes
 
     def count_flops(keep):
-        if bias_compensation:
-            with compensated_biases(graph, keep):
-                candidate = graph.prune(keep)
-        else:
+        with compensated_biases(graph, keep) if bias_compensation \
+                else nullcontext():
             candidate = graph.prune(keep)
         _check_outputs(candidate, inputs, expected)
         complexity = count_complexity(candidate, input_shape)

@@ -256,12 +256,14 @@ def test_finetune_with_distillation(demo_root, tmp_path):
     assert run_cli(_tool('prune').main, args) == 0
     report = json.load(open(work_dir / 'pruning_report.json'))
     assert report['distill'] is True and report['finetune_iters'] == 2
-    logs = list((work_dir / 'finetune').rglob('scalars.json'))
-    lines = [json.loads(line) for line in open(logs[0])]
-    assert all('loss_kd' in line for line in lines if 'loss' in line)
-    assert sum('loss_kd' in line for line in lines) == 2
-    state = torch.load(work_dir / 'finetune' / 'iter_2.pth')['state_dict']
-    assert not any(k.startswith('teacher') for k in state)
+    # The run's message hub (saved in its checkpoint) logged loss_kd at
+    # both iterations; log files may go to an earlier runner's folder when
+    # two runners start within one second (MMEngine names them by time).
+    ckpt = torch.load(work_dir / 'finetune' / 'iter_2.pth')
+    scalars = ckpt['message_hub']['log_scalars']
+    values, counts = scalars['train/loss_kd'].data
+    assert len(values) == 2 and (values > 0).all()
+    assert not any(k.startswith('teacher') for k in ckpt['state_dict'])
 
 
 def test_distill_needs_a_teacher(tmp_path, capsys):
