@@ -4,6 +4,7 @@ from .mtp_segmentor import MTPSegmentor, load_classifier, mtp_wrapper
 from .pruned_segmentor import PrunedSegmentor, strip_pretrained
 
 __all__ = [
-    'ChannelGates', 'LogitDistiller', 'MTPSegmentor', 'load_classifier', 'mtp_wrapper',
+    'ChannelGates', 'LogitDistiller', 'MTPSegmentor', 'load_classifier',
+    'mtp_wrapper',
     'PrunedSegmentor', 'strip_pretrained'
 ]

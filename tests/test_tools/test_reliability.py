@@ -351,7 +351,7 @@ def test_taylor_on_broken_data(breaking, demo_root, tmp_path, capsys):
     assert not (tmp_path / 'w').exists()
 
 
-# -- 8. checkpoints with an empty HistoryBuffer --------------------------------
+# -- 8. checkpoints with an empty HistoryBuffer ------------------------------
 def test_empty_history_buffer_loads_with_plain_torch_load(tmp_path):
     from mmengine.logging import HistoryBuffer
     path = str(tmp_path / 'hub.pth')
