@@ -228,7 +228,8 @@ def criteria_specs(pretrained, cls_root, args):
                ignore=['auxiliary_head.*'])
     search = args.mtp_steps
     return {
-        'random': dict(criterion='random'),
+        # Random channels differ from seed to seed.
+        'random': dict(criterion=dict(type='random'), seeded=True),
         'l1': dict(criterion='l1'),
         'bn_scale': dict(criterion='bn_scale'),
         'fpgm': dict(criterion='fpgm'),
@@ -276,7 +277,9 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
     start = time.time()
     set_random_seed(seed)
     pruning = cfg.pruning
-    criterion = build_criterion(spec['criterion'])
+    criterion = build_criterion(
+        dict(spec['criterion'], seed=seed) if spec.get('seeded')
+        else spec['criterion'])
     batches = CalibrationBatches(
         cfg, spec.get('batches', pruning.calibration_batches), seed=seed) \
         if criterion.requires_data else None
