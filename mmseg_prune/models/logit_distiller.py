@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..structure.graph import forward_all_heads
+from ..structure.graph import decode_outputs
 from ..utils.errors import PruneError
 
 
@@ -35,10 +35,9 @@ def _classifier(segmentor: nn.Module) -> nn.Module:
 
 
 def decode_logits(segmentor: nn.Module, inputs: torch.Tensor):
-    """The last decode head's logits (before resizing to the input)."""
-    heads = segmentor.decode_head
-    count = len(heads) if isinstance(heads, nn.ModuleList) else 1
-    return forward_all_heads(segmentor, inputs)[count - 1]
+    """The last decode head's logits (before resizing to the input); the
+    auxiliary heads do not run."""
+    return decode_outputs(segmentor, segmentor.extract_feat(inputs))[-1]
 
 
 class LogitDistiller:

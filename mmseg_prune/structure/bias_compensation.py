@@ -33,21 +33,23 @@ def _op_name(node) -> str:
     return str(getattr(node.module, '_grad_fn', ''))
 
 
-def _activation(node):
-    """The activation ``node`` applies, ``None`` when it is not one."""
-    module = node.module
-    if isinstance(module, nn.ReLU) or _op_name(node).startswith('Relu'):
-        return torch.relu
-    if isinstance(module, (nn.Identity, nn.Dropout, nn.Dropout2d)):
-        return lambda x: x
-    return None
+def _is_relu(node) -> bool:
+    return isinstance(node.module, nn.ReLU) or \
+        _op_name(node).startswith('Relu')
+
+
+def _keeps_constants(node) -> bool:
+    """Concatenations, resizing, pooling, identities and dropout (eval)."""
+    return node.type == tp.ops.OPTYPE.CONCAT or isinstance(
+        node.module, (nn.Identity, nn.Dropout, nn.Dropout2d)) or any(
+            key in _op_name(node) for key in _PASS_THROUGH)
 
 
 def _consumers(graph: SegmentorGraph, norm: nn.Module):
-    """The conv/linear layers fed by ``norm`` and the activation on the way,
-    or None when something else (an add, say) takes its output."""
+    """The conv/linear layers fed by ``norm``, and whether a ReLU lies on
+    the way; None when something else (an add, say) takes its output."""
     dg = graph.dependency_graph
-    consumers, activation = [], lambda x: x
+    consumers, relu = [], False
     stack, seen = list(dg.module2node[norm].outputs), set()
     while stack:
         node = stack.pop()
@@ -60,15 +62,12 @@ def _consumers(graph: SegmentorGraph, norm: nn.Module):
                 return None
             consumers.append(module)
             continue
-        act = _activation(node)
-        if act is not None:
-            if act is torch.relu:
-                activation = torch.relu
-        elif node.type != tp.ops.OPTYPE.CONCAT and not any(
-                key in _op_name(node) for key in _PASS_THROUGH):
+        if _is_relu(node):
+            relu = True
+        elif not _keeps_constants(node):
             return None
         stack += node.outputs
-    return consumers, activation
+    return consumers, relu
 
 
 def _next_norm(graph: SegmentorGraph, layer: nn.Module) -> Optional[nn.Module]:
@@ -91,20 +90,23 @@ def _group_shifts(graph: SegmentorGraph, group: ChannelGroup,
     found = _consumers(graph, norm)
     if not found:
         return
-    consumers, activation = found
-    beta = activation(norm.bias.detach().double())
+    consumers, relu = found
+    beta = norm.bias.detach().double()
+    if relu:
+        beta = beta.clamp(min=0)
     channel = dict(zip(producers[0].root_idxs, producers[0].idxs))
     for member in group.members:
         layer = graph.modules[member.name]
         if member.dim != 'in' or layer not in consumers:
             continue
-        weight = layer.weight.detach().double()
+        # Each output's weights on each input channel, summed over the
+        # kernel: (out, in).
+        weight = layer.weight.detach().double().flatten(2).sum(2) \
+            if layer.weight.dim() > 2 else layer.weight.detach().double()
         shift = torch.zeros(weight.shape[0], dtype=torch.float64)
         for idx, root in zip(member.idxs, member.root_idxs):
             if root in removed:
-                shift += beta[channel[root]] * weight[:, idx].flatten(
-                    1).sum(1) if weight.dim() > 2 else \
-                    beta[channel[root]] * weight[:, idx]
+                shift += beta[channel[root]] * weight[:, idx]
         shifts[layer] = shifts.get(layer, 0) + shift
 
 

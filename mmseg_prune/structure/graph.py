@@ -31,6 +31,18 @@ def auxiliary_heads(segmentor: nn.Module) -> List[nn.Module]:
     return list(aux) if isinstance(aux, nn.ModuleList) else [aux]
 
 
+def decode_outputs(segmentor: nn.Module, feats) -> list:
+    """The raw output of every decode head (one, or a cascade's in order)
+    on the backbone/neck features ``feats``."""
+    heads = segmentor.decode_head
+    if not isinstance(heads, nn.ModuleList):
+        return [heads.forward(feats)]
+    outputs = [heads[0].forward(feats)]  # CascadeEncoderDecoder
+    for head in heads[1:]:
+        outputs.append(head.forward(feats, outputs[-1]))
+    return outputs
+
+
 def forward_all_heads(segmentor: nn.Module, inputs: torch.Tensor) -> list:
     """Run backbone, neck, decode head(s) and every auxiliary head.
 
@@ -47,16 +59,7 @@ def forward_all_heads(segmentor: nn.Module, inputs: torch.Tensor) -> list:
         list: The raw outputs of every head.
     """
     feats = segmentor.extract_feat(inputs)
-    heads = segmentor.decode_head
-    outputs = []
-    if isinstance(heads, nn.ModuleList):  # CascadeEncoderDecoder
-        out = heads[0].forward(feats)
-        outputs.append(out)
-        for head in heads[1:]:
-            out = head.forward(feats, out)
-            outputs.append(out)
-    else:
-        outputs.append(heads.forward(feats))
+    outputs = decode_outputs(segmentor, feats)
     for head in auxiliary_heads(segmentor):
         outputs.append(head.forward(feats))
     return outputs
