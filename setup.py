@@ -7,6 +7,16 @@ version = {}
 with open(osp.join(here, 'mmseg_prune', 'version.py')) as f:
     exec(f.read(), version)
 
+# requirements.txt is the one list. torch and mmcv are not required here:
+# pip would resolve a CUDA torch and cannot build mmcv without
+# --no-build-isolation, so the Makefile installs both first (see README).
+with open(osp.join(here, 'requirements.txt')) as f:
+    install_requires = [
+        line.split('#')[0].strip() for line in f
+        if line.split('#')[0].strip() and not line.startswith(
+            ('torch==', 'mmcv==', 'pytest'))
+    ]
+
 setup(
     name='mmseg-prune',
     version=version['__version__'],
@@ -15,19 +25,8 @@ setup(
     long_description=open(osp.join(here, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmseg_prune', 'mmseg_prune.*']),
-    python_requires='>=3.8',
-    # torch and mmcv are not listed: pip would resolve a CUDA torch and
-    # cannot build mmcv without --no-build-isolation. The Makefile installs
-    # both first (see README).
-    install_requires=[
-        'mmengine>=0.10.0,<1.0',
-        'mmsegmentation>=1.2.0,<1.3',
-        'torch-pruning>=1.6.0',
-        'numpy',
-        'prettytable',
-        'opencv-python',
-        'pillow',
-    ],
+    python_requires='>=3.9',  # math.lcm
+    install_requires=install_requires,
     extras_require=dict(tests=['pytest']),
     license='Apache-2.0',
 )

@@ -1,7 +1,5 @@
 """Helpers the benchmark scripts share."""
-import os.path as osp
 import statistics as stats
-import sys
 import time
 
 
@@ -18,8 +16,3 @@ def train_step_seconds(model, optimizer, data, runs):
         if i:  # the first step warms up
             times.append(time.perf_counter() - start)
     return stats.median(times)
-
-
-def sys_path_tests():
-    """Make the test helpers (``conftest.fake_batch``) importable."""
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tests'))

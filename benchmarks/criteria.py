@@ -244,6 +244,12 @@ def criteria_specs(pretrained, cls_root, args):
         'sirfp-grad': dict(criterion=dict(type='sirfp', gradient_weight=0.4)),
         'sirfp-grad-unscaled': dict(criterion=dict(
             type='sirfp', gradient_weight=0.4, gradient_scale=1)),
+        # The baselines under SIRFP's official budget (backbone and head cut
+        # at one quantile of raw scores): criterion and allocation apart.
+        'l1-split': dict(criterion='l1', budget=dict(mode='split',
+                                                     normalizer=None)),
+        'taylor-split': dict(criterion='taylor',
+                             budget=dict(mode='split', normalizer=None)),
         'mtp': dict(criterion=dict(mtp, cls_dataloader=cls_loader),
                     batches=search),
         'mtp-label-free': dict(criterion=mtp, batches=search),
@@ -287,7 +293,7 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
         result = prune_segmentor(
             build_segmentor(cfg, dense['checkpoint']), criterion, ratio,
             pruning.input_shape, batches=batches, ignore=pruning.ignore,
-            budget=dict(pruning.budget),
+            budget={**pruning.budget, **spec.get('budget', {})},
             bias_compensation=spec.get('bias_compensation'))
         report = build_report(result, name, ratio)
         paths = save_pruned(result, cfg, run_dir, report)

@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from common import sys_path_tests, train_step_seconds
+from common import train_step_seconds
 
 R50 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
 
@@ -29,12 +29,11 @@ def main():
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--runs', type=int, default=3)
     args = parser.parse_args()
-    sys_path_tests()
     import mmseg_prune  # noqa: F401
     from mmseg_prune.apis import build_segmentor, load_config
     from mmseg_prune.models import MTPSegmentor
     from mmseg_prune.utils.cli import quiet_logger
-    from conftest import fake_batch
+    from mmseg_prune.testing import fake_batch
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads')
     with quiet_logger(), warnings.catch_warnings():
         warnings.simplefilter('ignore')

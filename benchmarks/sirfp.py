@@ -4,10 +4,14 @@
    DeepLabV3 R101-D8 (statistics from one calibration batch), with this
    package's O(C^2) solver, against the official code's rule (row sums
    recomputed at every step, O(C^3)) on the largest layer.
-2. Overhead: one DeepLabV3 R50-D8 training step (forward, backward, SGD
+2. Calibration: one forward pass of DeepLabV3 R50-D8 (batch 4 at --size,
+   norm layers on batch statistics, all heads), as SIRFP's calibration runs
+   it, with and without the statistics on every watched norm layer; median
+   of --runs passes each after a warm-up, interleaved in one run.
+3. Overhead: one DeepLabV3 R50-D8 training step (forward, backward, SGD
    step) at --size, with and without the statistics hooks, median of
    --runs steps each after a warm-up, in one run.
-3. Memory: the size of the statistics SIRFP keeps for that model.
+4. Memory: the size of the statistics SIRFP keeps for that model.
 
 Example:
     python benchmarks/sirfp.py            # 512x512, as the issue asks
@@ -19,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from common import sys_path_tests, train_step_seconds
+from common import train_step_seconds
 
 R50 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
 R101 = 'mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-20k_voc12aug-512x512.py'
@@ -38,7 +42,7 @@ def official_order(weights):
 
 
 def watched(model, size):
-    from mmseg_prune.structure.graph import output_layers
+    from mmseg_prune.structure import output_layers
     from mmseg_prune.structure import SegmentorGraph
     graph = SegmentorGraph(model, (size, size))
     names = sorted({m.name for g in graph.groups
@@ -49,7 +53,7 @@ def watched(model, size):
 def selection(size):
     from mmseg_prune.apis import build_segmentor, load_config
     from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
-    from mmseg_prune.statistics import RedundancyStatistics
+    from mmseg_prune.criteria import RedundancyStatistics
     from mmseg_prune.structure import forward_all_heads
     graph, names = watched(build_segmentor(load_config(R101)), size)
     recorder = RedundancyStatistics(graph.model, names)
@@ -74,11 +78,40 @@ def selection(size):
           f'rule {official:.2f} s; same order')
 
 
+def calibration(size, runs):
+    from mmseg_prune.apis import build_segmentor, load_config
+    from mmseg_prune.criteria import (RedundancyStatistics,
+                                        batch_statistics)
+    from mmseg_prune.structure import forward_all_heads
+    model = build_segmentor(load_config(R50)).eval()
+    _, names = watched(model, 64)
+    inputs = torch.randn(4, 3, size, size,
+                         generator=torch.Generator().manual_seed(0))
+
+    def seconds(hooked):
+        recorder = RedundancyStatistics(model, names) if hooked else None
+        start = time.perf_counter()
+        with torch.no_grad(), batch_statistics(model):
+            forward_all_heads(model, inputs)
+        if recorder is not None:
+            recorder.remove()
+        return time.perf_counter() - start
+
+    seconds(True)  # warm-up
+    plain, hooked = [], []
+    for _ in range(runs):
+        plain.append(seconds(False))
+        hooked.append(seconds(True))
+    plain, hooked = np.median(plain), np.median(hooked)
+    print(f'calibration pass, DeepLabV3 R50-D8, batch 4 at {size}x{size}: '
+          f'{plain:.2f} s plain, {hooked:.2f} s with the statistics on '
+          f'{len(names)} layers: ratio {hooked / plain:.2f} (goal <= 1.4)')
+
+
 def overhead(size, runs):
     from mmseg_prune.apis import build_segmentor, load_config
-    from mmseg_prune.statistics import RedundancyStatistics
-    sys_path_tests()
-    from conftest import fake_batch
+    from mmseg_prune.criteria import RedundancyStatistics
+    from mmseg_prune.testing import fake_batch
     model = build_segmentor(load_config(R50))
     _, names = watched(model, 64)
     model.train()
@@ -105,9 +138,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--runs', type=int, default=3)
-    parser.add_argument('--parts', nargs='+', default=['selection',
-                                                       'overhead'],
-                        choices=['selection', 'overhead'])
+    parts = ['selection', 'calibration', 'overhead']
+    parser.add_argument('--parts', nargs='+', default=parts, choices=parts)
     args = parser.parse_args()
     import mmseg_prune  # noqa: F401
     from mmseg_prune.utils.cli import quiet_logger
@@ -115,6 +147,8 @@ def main():
     with quiet_logger():
         if 'selection' in args.parts:
             selection(64)
+        if 'calibration' in args.parts:
+            calibration(args.size, args.runs)
         if 'overhead' in args.parts:
             overhead(args.size, args.runs)
 

@@ -24,49 +24,25 @@
 #   the auxiliary head included.
 # Departures: no ImageNet batches unless given; the classifier is the
 # mmpretrain ResNetV1c-50 head (the backbone's own pre-training).
-_base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py']
+_base_ = [
+    'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+    './_base_/mtp_recipe.py'
+]
 custom_imports = dict(imports=['mmseg_prune'], allow_failed_imports=False)
 
 search_iters = 4000
-mtp = dict(
-    # mmpretrain's ImageNet ResNetV1c-50 (the backbone's pre-training; URL
-    # from mmpretrain's model zoo); a local file works too. Keys:
-    # head.fc.weight / head.fc.bias.
-    classifier=dict(
-        num_classes=1000,
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'resnet/resnetv1c50_8xb32_in1k_20220214-3343eccd.pth'),
-    alpha=1.0,  # weight of the classification loss
-    sparsity=5e-4,  # lambda of the L1 term on the scores
-    temperature=1.0,  # of the label-free soft targets
-    freeze_weights=True)
-period = dict(seg=1, cls=1)
-# An ImageNet-style folder (train/<wnid>/*.JPEG), when you have one:
-cls_dataloader = None
-# cls_dataloader = dict(
-#     batch_size=16, num_workers=4,
-#     sampler=dict(type='DefaultSampler', shuffle=True),
-#     dataset=dict(
-#         type='ImageFolderDataset', data_root='data/imagenet/train',
-#         pipeline=[
-#             dict(type='LoadImageFromFile'),
-#             dict(type='RandomResize', scale=(256, 256),
-#                  ratio_range=(0.875, 1.25), keep_ratio=True),
-#             dict(type='RandomCrop', crop_size=(224, 224)),
-#             dict(type='RandomFlip', prob=0.5),
-#             dict(type='PackClsInputs'),
-#         ]))
 
 model = dict(
     _delete_=True,
     type='MTPSegmentor',
     segmentor={{_base_.model}},
     ignore=['auxiliary_head.*'],
-    **mtp)
-# Classification steps leave the heads unused.
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    **_base_.mtp)
+# The search freezes the weights; this constructor keeps them in the
+# optimizer (MMEngine's default leaves frozen parameters out under a
+# paramwise_cfg), so they train after the pruning step.
 optim_wrapper = dict(
+    constructor='MTPOptimWrapperConstructor',
     paramwise_cfg=dict(
         custom_keys={'gates': dict(lr_mult=10.0, decay_mult=0.0)}))
 train_cfg = dict(max_iters=search_iters + 80000)
@@ -75,16 +51,18 @@ param_scheduler = [
          end=search_iters + 80000, by_epoch=False)
 ]
 custom_hooks = [
-    dict(type='MTPHook', period=period, cls_dataloader=cls_dataloader),
+    dict(type='MTPHook', period=_base_.period,
+         cls_dataloader=_base_.cls_dataloader),
     dict(type='PruningHook', criterion='mtp', ignore=['auxiliary_head.*'],
          schedule=[dict(iter=search_iters, flops_reduction=0.5)],
          budget=dict(min_keep=0.02)),
 ]
 
 pruning = dict(
-    criterion=dict(type='MTPCriterion', period=period,
-                   cls_dataloader=cls_dataloader,
-                   optimizer=dict(type='SGD', lr=0.1, momentum=0.9), **mtp),
+    criterion=dict(type='MTPCriterion', period=_base_.period,
+                   cls_dataloader=_base_.cls_dataloader,
+                   optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+                   **_base_.mtp),
     flops_reduction=0.5,
     input_shape=(512, 1024),
     calibration_batches=search_iters,

@@ -21,7 +21,6 @@ custom_hooks = [
         schedule=[dict(iter=16000, flops_reduction=0.6)],
         criterion=dict(type='SIRFPCriterion', backbone_beta=0.4,
                        head_beta=0.0),
-        momentum=0.999,
         input_shape=(512, 512),
         ignore=[
             'decode_head.bottleneck.conv',  # official: aspp.bn1

@@ -35,7 +35,6 @@ custom_hooks = [
         ],
         criterion=dict(type='SIRFPCriterion', backbone_beta=0.4,
                        head_beta=0.0),
-        momentum=0.999,
         input_shape=(512, 512),
         ignore=[
             'decode_head.bottleneck.conv',  # official: aspp.bn1

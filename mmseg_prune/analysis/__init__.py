@@ -1,7 +1,8 @@
 from .complexity import (Complexity, InferenceForward, count_complexity,
-                         inference_params, measure_latency)
+                         default_input_shape, inference_params,
+                         measure_latency)
 
 __all__ = [
-    'Complexity', 'InferenceForward', 'count_complexity', 'inference_params',
-    'measure_latency'
+    'Complexity', 'InferenceForward', 'count_complexity',
+    'default_input_shape', 'inference_params', 'measure_latency'
 ]

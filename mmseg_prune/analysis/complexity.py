@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 
-from ..structure.graph import auxiliary_heads
+from ..structure import auxiliary_heads
+from ..utils.errors import PruneError
 
 
 class InferenceForward(nn.Module):
@@ -170,3 +171,16 @@ def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
     finally:
         segmentor.train(was_training)
     return sorted(times)[len(times) // 2]
+
+
+def default_input_shape(cfg) -> Sequence[int]:
+    """(H, W) to count FLOPs at: the preprocessor's size or the crop size."""
+    size = cfg.model.get('data_preprocessor', {}).get('size') or \
+        cfg.get('crop_size')
+    if size is None and cfg.model.get('type') == 'PrunedSegmentor':
+        size = cfg.model.architecture.get('data_preprocessor',
+                                          {}).get('size')
+    if size is None:
+        raise PruneError('the config sets no crop size; pass --input-shape '
+                         'H W')
+    return [int(s) for s in size]

@@ -1,8 +1,7 @@
 """Loading configs and data roots the way the tools need them."""
 import copy
-import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional
 
 from mmengine.config import Config
 
@@ -202,28 +201,7 @@ def check_data(cfg: Config, split: str = 'train_dataloader') -> None:
                 '--data-root data/demo')
 
 
-def default_input_shape(cfg: Config) -> Sequence[int]:
-    """(H, W) to count FLOPs at: the preprocessor's size or the crop size."""
-    size = cfg.model.get('data_preprocessor', {}).get('size') or \
-        cfg.get('crop_size')
-    if size is None and cfg.model.get('type') == 'PrunedSegmentor':
-        size = cfg.model.architecture.get('data_preprocessor',
-                                          {}).get('size')
-    if size is None:
-        raise PruneError('the config sets no crop size; pass --input-shape '
-                         'H W')
-    return [int(s) for s in size]
-
-
 def work_dir_for(config: str) -> str:
     """``work_dirs/<config name>``, as mmseg's tools name it."""
     name = osp.splitext(osp.basename(config.split('::')[-1]))[0]
     return osp.join('work_dirs', name)
-
-
-def readable_file(path: str, what: str) -> str:
-    """Return ``path`` or raise a clear error if it cannot be read."""
-    if not osp.isfile(path) or not os.access(path, os.R_OK):
-        raise PruneError(f'{what} "{path}" does not exist or is not '
-                         'readable; check the path')
-    return path

@@ -2,21 +2,15 @@
 import copy
 import itertools
 import os.path as osp
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 from mmengine.config import Config
 
+from ..structure import forward_all_heads
+from ..structure.layer_rules import is_batch_norm
 from ..utils.errors import PruneError
+from ..utils.misc import endless
 from .config import check_data
-
-
-def endless(loader) -> Iterator:
-    """Batches of ``loader``, epoch after epoch."""
-    for epoch in itertools.count():
-        sampler = getattr(loader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):
-            sampler.set_epoch(epoch)
-        yield from loader
 
 
 class CalibrationBatches:
@@ -95,10 +89,8 @@ def check_trainable_batch(model, batch_size: int, input_shape) -> None:
     fails in training mode."""
     import torch
 
-    from ..structure import forward_all_heads
     smallest = []
-    norms = [m for m in model.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if is_batch_norm(m)]
     hooks = [m.register_forward_pre_hook(
         lambda mod, args: smallest.append(args[0][0].numel() //
                                           args[0].shape[1]))

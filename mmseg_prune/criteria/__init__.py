@@ -3,6 +3,8 @@ from .magnitude import (BNScaleCriterion, FPGMCriterion, L1Criterion,
                         RandomCriterion)
 from .mtp import MTPCriterion
 from .sirfp import SIRFPCriterion
+from .sirfp_statistics import (RedundancyStatistics, batch_detail,
+                               batch_redundancy, batch_statistics)
 from .taylor import TaylorCriterion
 
 #: Short names accepted by ``--criterion``.
@@ -19,5 +21,6 @@ CRITERIA_ALIASES = {
 __all__ = [
     'BaseCriterion', 'reduce_members', 'RandomCriterion', 'L1Criterion',
     'BNScaleCriterion', 'FPGMCriterion', 'TaylorCriterion', 'SIRFPCriterion',
-    'MTPCriterion', 'CRITERIA_ALIASES'
+    'MTPCriterion', 'CRITERIA_ALIASES', 'RedundancyStatistics',
+    'batch_detail', 'batch_redundancy', 'batch_statistics'
 ]

@@ -1,5 +1,5 @@
 """The interface every pruning criterion implements."""
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -14,10 +14,21 @@ class BaseCriterion:
     Subclasses implement :meth:`score_group` and, when they learn from data,
     set ``requires_data = True`` and implement :meth:`prepare`, which sees the
     calibration batches before any group is scored.
+
+    A criterion that also learns inside a training run (pruning at
+    scheduled iterations, :class:`~mmseg_prune.hooks.PruningHook`) sets
+    ``learns_during_training = True`` and owns that life: :meth:`watch`
+    starts learning from the live model, :meth:`unwatch` stops,
+    :meth:`state_dict` and :meth:`load_state_dict` carry what it learned
+    through checkpoints, and :meth:`finish` tells it that its step has
+    pruned the model. The hook then calls :meth:`score` at the step, with
+    no calibration batches.
     """
 
     #: Whether :meth:`prepare` needs calibration batches.
     requires_data = False
+    #: Whether the criterion learns from the training run it prunes.
+    learns_during_training = False
     #: :class:`~mmseg_prune.budget.FlopsBudget` arguments this criterion's
     #: method prescribes; the config's ``pruning.budget`` overrides them.
     budget_defaults: dict = {}
@@ -62,6 +73,37 @@ class BaseCriterion:
                 batches: Optional[Iterable[dict]]) -> None:
         """Look at data before scoring. Does nothing by default."""
 
+    # -- the training-time life (learns_during_training) ------------------
+    def watch(self, model: nn.Module, graph: SegmentorGraph) -> None:
+        """Start learning from the training steps of ``model``.
+
+        Args:
+            model (nn.Module): The model the runner trains, wrappers (DDP,
+                MTP's) included.
+            graph (SegmentorGraph): Groups of a copy of the trained
+                segmentor, with its module names.
+        """
+        raise PruneError(
+            f'{type(self).__name__} does not learn during training; use it '
+            'with tools/prune.py, or use a criterion that does (sirfp, mtp)'
+            ' or one that needs no data in PruningHook')
+
+    def unwatch(self) -> None:
+        """Stop learning (remove what :meth:`watch` attached)."""
+
+    def state_dict(self) -> dict:
+        """What was learned so far, for a checkpoint. Every rank calls it
+        (it may average over ranks)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (after :meth:`watch`)."""
+
+    def finish(self, model: nn.Module) -> None:
+        """This criterion's pruning step has pruned ``model`` (the model the
+        runner trains); also called when a resumed run restores a model
+        after that step."""
+
     def score_group(self, graph: SegmentorGraph,
                     group: ChannelGroup) -> torch.Tensor:
         """Scores of one group's channels, shape ``(group.size,)``."""
@@ -69,7 +111,7 @@ class BaseCriterion:
 
 
 def reduce_members(graph: SegmentorGraph, group: ChannelGroup,
-                   module_types: Tuple[type, ...],
+                   scored: Callable[[nn.Module], bool],
                    channel_score: Callable[[nn.Module], torch.Tensor]
                    ) -> torch.Tensor:
     """Average a per-output-channel score over a group's members.
@@ -77,7 +119,8 @@ def reduce_members(graph: SegmentorGraph, group: ChannelGroup,
     Args:
         graph (SegmentorGraph): The graph ``group`` belongs to.
         group (ChannelGroup): The group.
-        module_types (tuple[type]): Members scored; others are skipped.
+        scored (callable): Module -> whether it is scored (a
+            :mod:`~mmseg_prune.structure.layer_rules` rule).
         channel_score (callable): Module -> one score per output channel.
 
     Returns:
@@ -87,7 +130,7 @@ def reduce_members(graph: SegmentorGraph, group: ChannelGroup,
     count = torch.zeros(group.size, dtype=torch.float64)
     for member in group.members:
         module = graph.modules[member.name]
-        if member.dim != 'out' or not isinstance(module, module_types):
+        if member.dim != 'out' or not scored(module):
             continue
         values = channel_score(module).detach().double().cpu()
         root = torch.as_tensor(member.root_idxs, dtype=torch.long)

@@ -1,13 +1,10 @@
 """Criteria computed from the weights alone."""
 import torch
-import torch.nn as nn
 import torch_pruning as tp
 
 from ..registry import PRUNING_CRITERIA
+from ..structure.layer_rules import filters, is_norm, is_weight_layer
 from .base import BaseCriterion, reduce_members
-
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
 
 @PRUNING_CRITERIA.register_module()
 class RandomCriterion(BaseCriterion):
@@ -38,10 +35,8 @@ class L1Criterion(BaseCriterion):
 
     def score_group(self, graph, group):
         return reduce_members(
-            graph, group, (nn.modules.conv._ConvNd, nn.Linear),
-            lambda m: m.weight.abs().flatten(1).sum(1)
-            if not isinstance(m, nn.modules.conv._ConvTransposeNd) else
-            m.weight.abs().transpose(0, 1).flatten(1).sum(1))
+            graph, group, is_weight_layer,
+            lambda m: filters(m).abs().sum(1))
 
 
 @PRUNING_CRITERIA.register_module()
@@ -51,7 +46,7 @@ class BNScaleCriterion(BaseCriterion):
 
     def score_group(self, graph, group):
         return reduce_members(
-            graph, group, _NORMS,
+            graph, group, is_norm,
             lambda m: m.weight.abs() if m.weight is not None else
             torch.ones(m.num_features))
 

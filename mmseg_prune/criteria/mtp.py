@@ -13,8 +13,10 @@ import torch
 from mmengine.optim import build_optim_wrapper
 from mmengine.utils import ProgressBar
 
+from ..models import MTPSegmentor, check_period, mtp_wrapper, prepare_step
 from ..registry import PRUNING_CRITERIA
 from ..utils.errors import PruneError
+from ..utils.misc import endless
 from .base import BaseCriterion
 
 
@@ -33,12 +35,13 @@ class MTPCriterion(BaseCriterion):
             ``freeze_weights``).
 
     Attributes:
-        model (MTPSegmentor | None): The searched wrapper; a
-            :class:`~mmseg_prune.hooks.PruningHook` sets it to the training
-            run's model instead of searching here.
+        model (MTPSegmentor | None): The searched wrapper: the calibration
+            search's, or the training run's (:meth:`watch`; the run's
+            :class:`~mmseg_prune.hooks.MTPHook` drives the search).
     """
 
     requires_data = True
+    learns_during_training = True
     #: Scores of all groups share one scale (they start at 1 under one L1
     #: term), so one global threshold on raw |score| chooses the channels.
     budget_defaults = dict(mode='global', normalizer=None)
@@ -46,7 +49,6 @@ class MTPCriterion(BaseCriterion):
     def __init__(self, period: Optional[dict] = None,
                  optimizer: Optional[dict] = None,
                  cls_dataloader: Optional[dict] = None, **model_args):
-        from ..hooks.mtp_hook import check_period
         self.period = check_period(period)
         self.optimizer = optimizer or dict(type='Adam', lr=0.01)
         self.cls_dataloader = cls_dataloader
@@ -55,10 +57,6 @@ class MTPCriterion(BaseCriterion):
 
     def prepare(self, graph, batches):
         from mmengine.runner import Runner
-
-        from ..apis.runner import endless
-        from ..hooks.mtp_hook import prepare_step
-        from ..models import MTPSegmentor
         if batches is None:
             raise PruneError(
                 'the mtp criterion needs data: give the config a '
@@ -81,6 +79,23 @@ class MTPCriterion(BaseCriterion):
                 progress.update()
         model.eval()
         self.model = model
+
+    def watch(self, model, graph):
+        """Score with the search of the training run's MTPSegmentor."""
+        wrapper = mtp_wrapper(model)
+        if wrapper is None:
+            name = type(getattr(model, 'module', model)).__name__
+            raise PruneError(
+                'pruning with the mtp criterion during training needs '
+                'model=dict(type="MTPSegmentor", segmentor=...) and an '
+                f'MTPHook in the config; the model is a {name}')
+        self.model = wrapper
+
+    def finish(self, model):
+        """End the run's search: from here it trains the plain segmentor."""
+        wrapper = mtp_wrapper(model)
+        if wrapper is not None and wrapper.searching:
+            wrapper.finish_search()
 
     def score(self, graph):
         """Fold the scores into ``graph.model`` and return |score|.

@@ -20,12 +20,13 @@ from typing import Optional
 import torch
 from mmengine.utils import ProgressBar
 
+from ..models import trained_segmentor
 from ..registry import PRUNING_CRITERIA
-from ..statistics import RedundancyStatistics, batch_statistics
-from ..structure.graph import forward_all_heads, output_layers
+from ..structure import forward_all_heads, output_layers
 from ..utils.errors import PruneError
 from .base import BaseCriterion
 from .greedy_mewcp import greedy_removal_order
+from .sirfp_statistics import RedundancyStatistics, batch_statistics
 
 @PRUNING_CRITERIA.register_module()
 class SIRFPCriterion(BaseCriterion):
@@ -53,9 +54,13 @@ class SIRFPCriterion(BaseCriterion):
             statistics during calibration, as the official statistics are
             taken during training (running statistics are not changed);
             ``'eval'``: the running statistics. Default: ``'train'``.
+        momentum (float): EMA rate r of the statistics collected inside a
+            training run (``S <- r S + (1 - r) S_batch``, as the official
+            code). Default: 0.999.
     """
 
     requires_data = True
+    learns_during_training = True
     #: The official budget: backbone and head cut at the same quantile of
     #: their raw scores.
     budget_defaults = dict(mode='split', normalizer=None)
@@ -66,7 +71,7 @@ class SIRFPCriterion(BaseCriterion):
                  include_diagonal: bool = True,
                  gradient_weight: Optional[float] = None,
                  gradient_scale: float = 2.0**16,
-                 calibration_mode: str = 'train'):
+                 calibration_mode: str = 'train', momentum: float = 0.999):
         if calibration_mode not in ('train', 'eval'):
             raise PruneError(f'SIRFPCriterion calibration_mode must be '
                              f'"train" or "eval", got "{calibration_mode}"')
@@ -76,18 +81,24 @@ class SIRFPCriterion(BaseCriterion):
         self.gradient_weight = gradient_weight
         self.gradient_scale = gradient_scale
         self.calibration_mode = calibration_mode
+        self.momentum = momentum
         self.statistics: Optional[RedundancyStatistics] = None
+
+    @staticmethod
+    def watched_layers(graph) -> list:
+        """Names of the layers whose outputs SIRFP reads."""
+        return sorted({m.name for g in graph.groups
+                       for m in output_layers(graph, g)})
 
     def prepare(self, graph, batches):
         if batches is None:
             raise PruneError(
                 'the sirfp criterion needs data: give the config a '
                 'train_dataloader whose data_root exists (--data-root DIR)')
-        names = sorted({m.name for g in graph.groups
-                        for m in output_layers(graph, g)})
         model = graph.model.eval()
         stats = RedundancyStatistics(
-            model, names, gradients=self.gradient_weight is not None)
+            model, self.watched_layers(graph),
+            gradients=self.gradient_weight is not None)
         progress = ProgressBar(len(batches))
         mode = batch_statistics(model) if self.calibration_mode == 'train' \
             else nullcontext()
@@ -99,7 +110,6 @@ class SIRFPCriterion(BaseCriterion):
         finally:
             stats.remove()
             model.zero_grad(set_to_none=True)
-        stats.synchronize()
         self.statistics = stats
 
     def _calibration_step(self, model, data) -> None:
@@ -111,6 +121,42 @@ class SIRFPCriterion(BaseCriterion):
             with torch.enable_grad():
                 losses = model.loss(data['inputs'], data['data_samples'])
                 model.parse_losses(losses)[0].backward()
+
+    def watch(self, model, graph):
+        """Collect the statistics (an EMA) from the training forward passes
+        of ``model``'s layers; with ``gradient_weight``, G from its
+        backward passes too."""
+        self.unwatch()
+        self.statistics = RedundancyStatistics(
+            trained_segmentor(model), self.watched_layers(graph),
+            momentum=self.momentum,
+            training_only=True, gradients=self.gradient_weight is not None)
+
+    def unwatch(self):
+        if self.statistics is not None:
+            self.statistics.remove()
+
+    def state_dict(self):
+        """The statistics, averaged over ranks: the EMA goes on from the
+        average, which leaves the average at the next step unchanged (it is
+        linear)."""
+        if self.statistics is None:
+            return {}
+        self.statistics.synchronize()
+        return self.statistics.state_dict()
+
+    def load_state_dict(self, state):
+        if state:
+            self.statistics.load_state_dict(state)
+
+    def score(self, graph):
+        """Score from the statistics averaged over ranks, so that every rank
+        decides the same mask."""
+        if self.statistics is None:
+            raise PruneError('SIRFPCriterion has no statistics: call it with '
+                             'calibration batches, or watch a training run')
+        self.statistics.synchronize()
+        return super().score(graph)
 
     def layer_scores(self, name: str) -> torch.Tensor:
         """SIRFP scores of one watched layer's channels."""

@@ -1,5 +1,8 @@
 from .distillation_hook import DistillationHook
-from .mtp_hook import MTPHook, task_at
+from .mtp_hook import MTPHook
+from .mtp_optimizer import MTPOptimWrapperConstructor
 from .pruning_hook import PruningHook
 
-__all__ = ['DistillationHook', 'MTPHook', 'PruningHook', 'task_at']
+__all__ = [
+    'DistillationHook', 'MTPHook', 'MTPOptimWrapperConstructor', 'PruningHook'
+]

@@ -5,7 +5,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from ..models.logit_distiller import LogitDistiller
+from ..models import LogitDistiller, build_segmentor, trained_segmentor
 
 
 @HOOKS.register_module()
@@ -34,8 +34,6 @@ class DistillationHook(Hook):
         self.distiller: Optional[LogitDistiller] = None
 
     def before_train(self, runner) -> None:
-        from ..apis.model import build_segmentor
-        from .pruning_hook import _unwrap
         teacher = build_segmentor(
             Config(dict(model=self.teacher,
                         default_scope=runner.cfg.get('default_scope',
@@ -43,7 +41,7 @@ class DistillationHook(Hook):
             self.checkpoint)
         self.distiller = LogitDistiller(teacher, self.weight,
                                         self.temperature)
-        self.distiller.attach(_unwrap(runner.model))
+        self.distiller.attach(trained_segmentor(runner.model))
 
     def after_train(self, runner) -> None:
         if self.distiller is not None:

@@ -1,40 +1,14 @@
 """Alternate MTP's score updates between segmentation and classification."""
-from typing import Iterator, Optional
+from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from ..apis.runner import endless
-from ..models.mtp_segmentor import MTPSegmentor, mtp_wrapper
+from ..models.mtp_segmentor import (check_period, mtp_wrapper,
+                                    prepare_step)
 from ..utils.errors import PruneError
-
-
-def task_at(iteration: int, period: dict) -> str:
-    """The task of ``iteration`` in a cycle of ``period['seg']``
-    segmentation steps followed by ``period['cls']`` classification steps.
-    """
-    seg, cls = period['seg'], period['cls']
-    return 'seg' if iteration % (seg + cls) < seg else 'cls'
-
-
-def check_period(period: dict) -> dict:
-    """``period`` with both counts, or a clear error."""
-    period = {**dict(seg=1, cls=1), **(period or {})}
-    if set(period) != {'seg', 'cls'} or not all(
-            isinstance(v, int) and v >= 0 for v in period.values()) or \
-            period['seg'] + period['cls'] == 0:
-        raise PruneError(f'the MTP period must be dict(seg=S, cls=C) with '
-                         f'counts >= 0, not both 0; got {period}')
-    return period
-
-
-def prepare_step(model: MTPSegmentor, iteration: int, period: dict,
-                 cls_batches: Optional[Iterator]) -> None:
-    """Set the task of ``model``'s next training step and its
-    classification batch (None in the label-free mode)."""
-    model.task = task_at(iteration, period)
-    model.cls_batch = next(cls_batches) if (
-        model.task == 'cls' and cls_batches is not None) else None
+from ..utils.misc import endless
 
 
 @HOOKS.register_module()
@@ -71,6 +45,19 @@ class MTPHook(Hook):
             raise PruneError(
                 'MTPHook needs model=dict(type="MTPSegmentor", segmentor=...)'
                 f' in the config; the model is a {type(model).__name__}')
+        wrapper = mtp_wrapper(runner.model)
+        optimized = {id(p) for group in
+                     runner.optim_wrapper.optimizer.param_groups
+                     for p in group['params']}
+        left_out = [n for n, p in wrapper.segmentor.named_parameters()
+                    if id(p) not in optimized]
+        if left_out:
+            raise PruneError(
+                f'{len(left_out)} parameters of the segmentor (e.g. '
+                f'{left_out[0]}) are not in the optimizer, so they would not '
+                'train after the search: MMEngine leaves frozen parameters '
+                'out when optim_wrapper has a paramwise_cfg; add '
+                'constructor="MTPOptimWrapperConstructor" to optim_wrapper')
         if self.cls_dataloader is not None:
             loader = runner.build_dataloader(self.cls_dataloader,
                                              seed=runner.seed)
@@ -78,6 +65,30 @@ class MTPHook(Hook):
         else:
             runner.logger.info('MTPHook: no cls_dataloader, so the '
                                'classification steps are label-free')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        """During the search, the scores' mean |score| and the share of
+        channels whose |score| is under half its start (1) go to the message
+        hub, so the log and visualizer backends show the search converge;
+        the pruning step's FLOPs, params and kept share come from
+        PruningHook."""
+        model = mtp_wrapper(runner.model)
+        if model is None or not model.searching:
+            return
+        scores = torch.cat(list(model.gates.importance().values()))
+        hub = runner.message_hub
+        hub.update_scalar('train/mtp_mean_score', float(scores.mean()))
+        hub.update_scalar('train/mtp_low_score_share',
+                          float((scores < 0.5).float().mean()))
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        wrapper = mtp_wrapper(runner.model)
+        if wrapper is not None and not wrapper.searching:
+            # After the search the run trains the plain segmentor: save it
+            # as one, so the checkpoint fits pruned_config.py.
+            checkpoint['state_dict'] = wrapper.segmentor_state_dict(
+                checkpoint['state_dict'])
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:

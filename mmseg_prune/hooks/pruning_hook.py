@@ -4,20 +4,13 @@ import gc
 import os.path as osp
 from typing import Optional, Sequence
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ..analysis import count_complexity
-from ..apis.config import default_input_shape
-from ..apis.model import build_segmentor
-from ..apis.prune import build_criterion, prune_graph, pruned_config
-from ..budget import FlopsBudget
-from ..criteria import MTPCriterion, SIRFPCriterion
-from ..models import mtp_wrapper
-from ..structure.graph import output_layers
-from ..statistics import RedundancyStatistics
+from ..analysis import count_complexity, default_input_shape
+from ..models import build_segmentor, pruned_config, trained_segmentor
+from ..pruner import FlopsBudget, build_criterion, prune_graph
 from ..structure import (SegmentorGraph, apply_architecture,
                          extract_architecture)
 from ..utils.cli import human
@@ -34,18 +27,20 @@ class PruningHook(Hook):
 
     Before iteration ``k`` of each step ``dict(iter=k, flops_reduction=r)``
     the model is pruned so that it has lost ``r`` of the dense model's FLOPs
-    (MACs) in all, at ``input_shape``. SIRFP's statistics are collected from
-    the training forward passes (an EMA on every rank, all-reduced when a
-    step decides, so every rank prunes the same channels); criteria without
-    data (l1, fpgm...) score the weights at that moment.
+    (MACs) in all, at ``input_shape``. A criterion that learns during
+    training (``learns_during_training``: SIRFP's statistics, MTP's search)
+    watches the run until its step and decides the same channels on every
+    rank; criteria without data (l1, fpgm...) score the weights at that
+    moment.
 
     The parameters are resized in place, so the optimizer, its parameter
     schedulers and the learning-rate schedule carry on; optimizer state
     (momentum) of resized parameters restarts; a DDP wrapper is rebuilt.
     Checkpoints record the pruned structure, which resuming or ``load_from``
-    restores before the weights load, and the statistics gathered so far
-    (averaged over ranks; for DeepLabV3 R50 about 120 MB), so a resumed run
-    decides as the uninterrupted one would. After each step the hook writes
+    restores before the weights load, and what the watching criterion has
+    learned so far (its ``state_dict``: SIRFP's statistics, averaged over
+    ranks, about 120 MB for DeepLabV3 R50), so a resumed run decides as the
+    uninterrupted one would. After each step the hook writes
     ``pruned_config.py`` into the work dir: with a checkpoint of this run it
     is a complete config for mmseg's tools/test.py.
 
@@ -55,9 +50,9 @@ class PruningHook(Hook):
             may name its own ``criterion`` (SIRFP's second stage uses the
             gradient variant).
         criterion (str | dict): A registered criterion for steps naming
-            none. Criteria that need calibration batches other than SIRFP
-            are for tools/prune.py. Default: ``'sirfp'``.
-        momentum (float): EMA rate of SIRFP's statistics. Default: 0.999.
+            none. Criteria that need calibration batches but do not learn
+            during training (taylor) are for tools/prune.py.
+            Default: ``'sirfp'``.
         input_shape (tuple[int, int], optional): Where FLOPs are counted.
             Default: the config's crop size.
         ignore (Sequence[str]): Module patterns never pruned.
@@ -70,7 +65,6 @@ class PruningHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self, schedule: Sequence[dict], criterion='sirfp',
-                 momentum: float = 0.999,
                  input_shape: Optional[Sequence[int]] = None,
                  ignore: Sequence[str] = (), budget: Optional[dict] = None,
                  bias_compensation: Optional[bool] = None):
@@ -89,22 +83,22 @@ class PruningHook(Hook):
         self.criteria = [build_criterion(s.get('criterion', criterion))
                          for s in steps]
         for built in self.criteria:
-            if built.requires_data and not isinstance(
-                    built, (SIRFPCriterion, MTPCriterion)):
+            if built.requires_data and not built.learns_during_training:
                 raise PruneError(
                     f'{type(built).__name__} needs calibration batches, '
                     'which PruningHook does not feed; prune with '
                     'tools/prune.py or use sirfp, mtp or a data-free '
                     'criterion here')
-        self.momentum = momentum
         self.input_shape = input_shape
         self.ignore = list(ignore)
         self.budget = dict(budget or {})
         self.bias_compensation = bias_compensation
         self.steps_done = 0
+        #: Group name -> kept channel indices, per step this run decided.
+        self.kept_indices = []
         self.dense_flops = None
-        self.statistics: Optional[RedundancyStatistics] = None
-        self._resumed_statistics = None
+        self.watching = None  # the criterion learning from the run
+        self._resumed_state = None
         self._dense_reference = None
 
     # -- state carried by checkpoints ------------------------------------
@@ -116,54 +110,37 @@ class PruningHook(Hook):
         return self._dense_reference
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        statistics = None
-        if self.statistics is not None:
-            # Every rank saves checkpoints through this hook, so they can
-            # average here; the EMA goes on from the average, which leaves
-            # the average at the next step unchanged (it is linear).
-            self.statistics.synchronize()
-            statistics = self.statistics.state_dict()
-        wrapper = mtp_wrapper(runner.model)
-        if wrapper is not None and not wrapper.searching:
-            # After MTP's search the run trains the plain segmentor: save it
-            # as one, so the checkpoint fits pruned_config.py.
-            checkpoint['state_dict'] = wrapper.segmentor_state_dict(
-                checkpoint['state_dict'])
+        # Every rank saves checkpoints through this hook, so a criterion
+        # may average over ranks here.
+        learned = self.watching.state_dict() \
+            if self.watching is not None else None
         checkpoint.setdefault('meta', {})[META_KEY] = dict(
             pruned_structure=extract_architecture(
-                self._reference(runner), _unwrap(runner.model)),
+                self._reference(runner), trained_segmentor(runner.model)),
             steps_done=self.steps_done,
             dense_flops=self.dense_flops,
-            statistics=statistics)
+            criterion_state=learned)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('meta', {}).get(META_KEY)
         if not state:
             return
         self._reference(runner)
-        model = _unwrap(runner.model)
-        apply_architecture(model, state['pruned_structure'])
+        apply_architecture(trained_segmentor(runner.model),
+                           state['pruned_structure'])
         self.steps_done = state['steps_done']
         self.dense_flops = state['dense_flops']
-        self._resumed_statistics = state.get('statistics')
-        wrapper = mtp_wrapper(runner.model)
-        if wrapper is not None and any(
-                isinstance(c, MTPCriterion)
-                for c in self.criteria[:self.steps_done]):
-            wrapper.finish_search()
+        # 'statistics': checkpoints of mmseg-prune 0.1 (SIRFP only).
+        self._resumed_state = state.get('criterion_state',
+                                        state.get('statistics'))
+        for criterion in self.criteria[:self.steps_done]:
+            criterion.finish(runner.model)
         runner.logger.info(
             f'PruningHook: restored the structure after '
             f'{self.steps_done} pruning step(s)')
 
     # -- training ----------------------------------------------------------
     def before_train(self, runner) -> None:
-        if any(isinstance(c, MTPCriterion) for c in self.criteria) and \
-                mtp_wrapper(runner.model) is None:
-            model = type(_unwrap(runner.model)).__name__
-            raise PruneError(
-                'PruningHook with the mtp criterion needs model=dict('
-                'type="MTPSegmentor", segmentor=...) and an MTPHook in the '
-                f'config; the model is a {model}')
         self.input_shape = tuple(self.input_shape
                                  or default_input_shape(runner.cfg))
         self._reference(runner)
@@ -182,7 +159,7 @@ class PruningHook(Hook):
         self._unwatch()
 
     def _cpu_copy(self, runner):
-        model = copy.deepcopy(_unwrap(runner.model)).cpu()
+        model = copy.deepcopy(trained_segmentor(runner.model)).cpu()
         return model.eval()
 
     def _graph(self, runner) -> SegmentorGraph:
@@ -190,43 +167,31 @@ class PruningHook(Hook):
                               self.ignore)
 
     def _watch(self, runner) -> None:
-        """Collect SIRFP's statistics while pruning steps remain."""
+        """Let the next step's criterion learn from the run, if it does."""
         self._unwatch()
         if self.steps_done >= len(self.schedule):
             return
         criterion = self.criteria[self.steps_done]
-        if not isinstance(criterion, SIRFPCriterion):
+        if not criterion.learns_during_training:
             return
-        graph = self._graph(runner)
-        names = sorted({m.name for g in graph.groups
-                        for m in output_layers(graph, g)})
-        self.statistics = RedundancyStatistics(
-            _unwrap(runner.model), names, momentum=self.momentum,
-            training_only=True,
-            gradients=criterion.gradient_weight is not None)
-        if self._resumed_statistics is not None:
-            self.statistics.load_state_dict(self._resumed_statistics)
-            self._resumed_statistics = None
+        criterion.watch(runner.model, self._graph(runner))
+        if self._resumed_state is not None:
+            criterion.load_state_dict(self._resumed_state)
+            self._resumed_state = None
+        self.watching = criterion
 
     def _unwatch(self) -> None:
-        if self.statistics is not None:
-            self.statistics.remove()
-        self.statistics = None
+        if self.watching is not None:
+            self.watching.unwatch()
+        self.watching = None
 
     def _prune(self, runner, step: dict) -> None:
         graph = self._graph(runner)
         criterion = self.criteria[self.steps_done]
-        if self.statistics is not None:
-            self.statistics.synchronize()
-            criterion.statistics = self.statistics
-            scores = criterion.score(graph)
-        elif isinstance(criterion, MTPCriterion):
-            # The run searched the scores: fold them into the copy, which is
-            # pruned and loaded back; the search ends here.
-            criterion.model = mtp_wrapper(runner.model)
-            scores = criterion.score(graph)
-        else:
-            scores = criterion(graph)
+        # A criterion that watched the run scores what it learned (MTP
+        # folds its scores into the copy, which is pruned and loaded back).
+        scores = criterion.score(graph) if criterion is self.watching \
+            else criterion(graph)
         current = count_complexity(graph.model, self.input_shape)
         target = 1 - (1 - step['flops_reduction']) * self.dense_flops / \
             current.flops
@@ -241,7 +206,9 @@ class PruningHook(Hook):
                 if self.bias_compensation is None else self.bias_compensation
             result = prune_graph(graph, scores, budget, dense=current,
                                  bias_compensation=compensate)
+            self.kept_indices.append(result.keep)
             self._apply(runner, graph.model, result.model)
+            criterion.finish(runner.model)
             self._log_scalars(runner, result)
             runner.logger.info(
                 f'PruningHook: pruned at iteration {runner.iter}: FLOPs '
@@ -280,7 +247,7 @@ class PruningHook(Hook):
         if wrapped:
             runner.model = runner.model.module
             gc.collect()
-        model = _unwrap(runner.model)
+        model = trained_segmentor(runner.model)
         shapes = {id(p): p.shape for p in model.parameters()}
         apply_architecture(model, extract_architecture(before, pruned))
         model.load_state_dict(pruned.state_dict())
@@ -295,16 +262,9 @@ class PruningHook(Hook):
 
     def _write_config(self, runner) -> None:
         structure = extract_architecture(self._reference(runner),
-                                         _unwrap(runner.model))
+                                         trained_segmentor(runner.model))
         cfg = pruned_config(runner.cfg, structure, None)
         if runner.rank == 0:
             atomic_write_text(osp.join(runner.work_dir, 'pruned_config.py'),
                               cfg.pretty_text)
 
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The segmentor trained, inside DDP and MTP wrappers."""
-    wrapper = mtp_wrapper(model)
-    if wrapper is not None:
-        return wrapper.segmentor
-    return model.module if is_model_wrapper(model) else model

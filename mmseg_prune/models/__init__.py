@@ -1,10 +1,14 @@
+from .builder import (build_segmentor, dense_architecture, load_weights,
+                      pruned_config, trained_segmentor)
 from .channel_gates import ChannelGates
 from .logit_distiller import LogitDistiller
-from .mtp_segmentor import MTPSegmentor, load_classifier, mtp_wrapper
+from .mtp_segmentor import (MTPSegmentor, check_period, load_classifier,
+                            mtp_wrapper, prepare_step, task_at)
 from .pruned_segmentor import PrunedSegmentor, strip_pretrained
 
 __all__ = [
-    'ChannelGates', 'LogitDistiller', 'MTPSegmentor', 'load_classifier',
-    'mtp_wrapper',
-    'PrunedSegmentor', 'strip_pretrained'
+    'build_segmentor', 'dense_architecture', 'load_weights', 'pruned_config',
+    'trained_segmentor', 'ChannelGates', 'LogitDistiller', 'MTPSegmentor',
+    'check_period', 'load_classifier', 'mtp_wrapper', 'prepare_step',
+    'task_at', 'PrunedSegmentor', 'strip_pretrained'
 ]

@@ -8,24 +8,17 @@ names and state dict. :meth:`ChannelGates.fold_into` moves the scores into
 those layers' weights, after which the plain segmentor computes what the
 gated one did.
 """
-from typing import Dict, List, Tuple
+import fnmatch
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..structure.graph import SegmentorGraph, output_layers
+from ..structure.graph import SegmentorGraph
+from ..structure.layer_rules import is_gatable, output_layers
 
 #: (group key, module channel indices, group channel indices)
 _Entry = Tuple[str, torch.Tensor, torch.Tensor]
-
-
-def _gatable(module: nn.Module) -> bool:
-    """A layer whose output scale folds into its own weight and bias."""
-    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm)):
-        return module.affine
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return not module.transposed
-    return isinstance(module, nn.Linear)
 
 
 def _key(group_name: str) -> str:
@@ -39,6 +32,8 @@ class ChannelGates(nn.Module):
         graph (SegmentorGraph): Channel groups of a model with the same
             architecture and module names as ``segmentor`` (a copy is fine).
         segmentor (nn.Module): The model whose layers are gated.
+        ignore (Sequence[str]): ``fnmatch`` patterns; groups with a
+            matching member get no scores.
 
     Attributes:
         scores (nn.ParameterDict): Group key (the group name with ``-`` for
@@ -46,7 +41,8 @@ class ChannelGates(nn.Module):
         group_names (dict[str, str]): Group key -> group name.
     """
 
-    def __init__(self, graph: SegmentorGraph, segmentor: nn.Module):
+    def __init__(self, graph: SegmentorGraph, segmentor: nn.Module,
+                 ignore: Sequence[str] = ()):
         super().__init__()
         self.scores = nn.ParameterDict()
         self.group_names: Dict[str, str] = {}
@@ -55,7 +51,10 @@ class ChannelGates(nn.Module):
         for group in graph.groups:
             members = output_layers(graph, group)
             if not members or not all(
-                    _gatable(modules[m.name]) for m in members):
+                    is_gatable(modules[m.name]) for m in members):
+                continue
+            if any(fnmatch.fnmatch(m.name, p) for m in group.members
+                   for p in ignore):
                 continue
             key = _key(group.name)
             self.scores[key] = nn.Parameter(torch.ones(group.size))

@@ -17,7 +17,7 @@ those of the wrapped segmentor.
 """
 import copy
 import warnings
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -134,7 +134,7 @@ class MTPSegmentor(BaseModel):
         if graph is None:
             graph = SegmentorGraph(copy.deepcopy(segmentor), input_shape,
                                    ignore)
-        self.gates = ChannelGates(graph, segmentor)
+        self.gates = ChannelGates(graph, segmentor, ignore)
         with torch.no_grad():
             feature = self._last_stage(graph.model.backbone,
                                        graph.example_inputs())
@@ -269,6 +269,34 @@ class MTPSegmentor(BaseModel):
         return type(state_dict)((k[len(head):], v)
                                 for k, v in state_dict.items()
                                 if k.startswith(head))
+
+
+def task_at(iteration: int, period: dict) -> str:
+    """The task of ``iteration`` in a cycle of ``period['seg']``
+    segmentation steps followed by ``period['cls']`` classification steps.
+    """
+    seg, cls = period['seg'], period['cls']
+    return 'seg' if iteration % (seg + cls) < seg else 'cls'
+
+
+def check_period(period: dict) -> dict:
+    """``period`` with both counts, or a clear error."""
+    period = {**dict(seg=1, cls=1), **(period or {})}
+    if set(period) != {'seg', 'cls'} or not all(
+            isinstance(v, int) and v >= 0 for v in period.values()) or \
+            period['seg'] + period['cls'] == 0:
+        raise PruneError(f'the MTP period must be dict(seg=S, cls=C) with '
+                         f'counts >= 0, not both 0; got {period}')
+    return period
+
+
+def prepare_step(model: 'MTPSegmentor', iteration: int, period: dict,
+                 cls_batches: Optional[Iterator]) -> None:
+    """Set the task of ``model``'s next training step and its
+    classification batch (None in the label-free mode)."""
+    model.task = task_at(iteration, period)
+    model.cls_batch = next(cls_batches) if (
+        model.task == 'cls' and cls_batches is not None) else None
 
 
 def mtp_wrapper(model: nn.Module) -> Optional[MTPSegmentor]:

@@ -23,8 +23,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from .graph import ChannelGroup, SegmentorGraph
-
-_BATCH_NORMS = nn.modules.batchnorm._BatchNorm
+from .layer_rules import is_batch_norm, shifts_bias_on_constant_input
 #: autograd functions that keep a constant map constant.
 _PASS_THROUGH = ('Cat', 'Upsample', 'Pool', 'Interpolate', 'Clone', 'Mean')
 
@@ -57,9 +56,7 @@ def _consumers(graph: SegmentorGraph, norm: nn.Module):
             continue
         seen.add(node)
         module = node.module
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            if getattr(module, 'groups', 1) != 1:
-                return None
+        if shifts_bias_on_constant_input(module):
             consumers.append(module)
             continue
         if _is_relu(node):
@@ -73,7 +70,7 @@ def _consumers(graph: SegmentorGraph, norm: nn.Module):
 def _next_norm(graph: SegmentorGraph, layer: nn.Module) -> Optional[nn.Module]:
     """The batch norm directly after ``layer``, if one is."""
     outputs = graph.dependency_graph.module2node[layer].outputs
-    if len(outputs) == 1 and isinstance(outputs[0].module, _BATCH_NORMS):
+    if len(outputs) == 1 and is_batch_norm(outputs[0].module):
         return outputs[0].module
     return None
 
@@ -81,7 +78,7 @@ def _next_norm(graph: SegmentorGraph, layer: nn.Module) -> Optional[nn.Module]:
 def _group_shifts(graph: SegmentorGraph, group: ChannelGroup,
                   removed: set, shifts: Dict[nn.Module, torch.Tensor]):
     producers = [m for m in group.members if m.dim == 'out' and
-                 isinstance(graph.modules[m.name], _BATCH_NORMS)]
+                 is_batch_norm(graph.modules[m.name])]
     if len(producers) != 1:
         return
     norm = graph.modules[producers[0].name]

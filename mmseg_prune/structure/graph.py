@@ -1,7 +1,6 @@
 """Channel dependencies of an mmseg segmentor in its training topology."""
 import copy
 import fnmatch
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Sequence, Tuple
@@ -15,12 +14,9 @@ from torch_pruning.utils import flatten_as_list
 from mmengine.logging import print_log
 
 from ..utils.errors import PruneError
-from . import fast_groups
-
-fast_groups.install()
-
-#: Modules whose output channels are never pruned: the class classifiers.
-CLASSIFIER_PATTERNS = ('*conv_seg', '*.fc_seg', '*conv_seg_*')
+from .layer_rules import (CLASSIFIER_PATTERNS, LAYER_PRUNERS,
+                          group_multiple, is_depthwise, keeps_whole)
+from .torch_pruning_patches import install_group_lookup_table
 
 
 def auxiliary_heads(segmentor: nn.Module) -> List[nn.Module]:
@@ -91,28 +87,6 @@ class GroupMember(NamedTuple):
     root_idxs: List[int]
 
 
-def is_depthwise(module: nn.Module) -> bool:
-    """A conv with one filter per channel: its input and output channels
-    are the same channels."""
-    return isinstance(module, nn.modules.conv._ConvNd) and \
-        module.groups > 1 and \
-        module.groups == module.in_channels == module.out_channels
-
-
-def _keeps_whole(module: nn.Module) -> bool:
-    """Layers whose channels are not pruned one by one.
-
-    Attention: pruning arbitrary embedding channels would re-mix heads.
-    Grouped convs other than plain depthwise ones (including depthwise convs
-    with a channel multiplier): each group must lose the same channels, which
-    torch-pruning does not guarantee.
-    """
-    if isinstance(module, nn.MultiheadAttention):
-        return True
-    return isinstance(module, nn.modules.conv._ConvNd) and \
-        module.groups > 1 and not is_depthwise(module)
-
-
 def _keeps_channels(grad_fn) -> bool:
     """A reshape under which channel i stays channel i.
 
@@ -153,27 +127,6 @@ class ChannelGroup:
     tp_group: object = field(repr=False)
     multiple: int = 1
 
-    @property
-    def out_modules(self) -> List[str]:
-        """Modules whose output channels this group removes."""
-        return [m.name for m in self.members if m.dim == 'out']
-
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
-
-
-def output_layers(graph: 'SegmentorGraph',
-                  group: ChannelGroup) -> List[GroupMember]:
-    """The members of ``group`` whose outputs carry its channels as a layer
-    computes them: its norm layers (BN or GN; SIRFP hooks BN outputs, MTP
-    gates them), else its convs, else its linear layers."""
-    outs = [m for m in group.members if m.dim == 'out']
-    for kinds in (_NORMS, nn.modules.conv._ConvNd, nn.Linear):
-        found = [m for m in outs if isinstance(graph.modules[m.name], kinds)]
-        if found:
-            return found
-    return []
-
 
 class SegmentorGraph:
     """Coupled channel groups of a segmentor, built with torch-pruning.
@@ -195,6 +148,7 @@ class SegmentorGraph:
     def __init__(self, segmentor: nn.Module, input_shape: Sequence[int],
                  ignore: Sequence[str] = ()):
         check_segmentor(segmentor)
+        install_group_lookup_table()
         self.model = revert_sync_batchnorm(segmentor).cpu().eval()
         self.input_shape = tuple(input_shape)
         self.module_names = {m: n for n, m in self.model.named_modules()}
@@ -266,7 +220,8 @@ class SegmentorGraph:
                     param.requires_grad_(True)
                 return tp.DependencyGraph().build_dependency(
                     self.model, self.example_inputs(),
-                    forward_fn=forward_all_heads, verbose=False)
+                    forward_fn=forward_all_heads, verbose=False,
+                    customized_pruners=dict(LAYER_PRUNERS) or None)
             except Exception as exc:  # noqa: BLE001 - reported to the user
                 raise PruneError(
                     'cannot trace the channel dependencies of this model '
@@ -358,7 +313,7 @@ class SegmentorGraph:
                 members.append(
                     GroupMember(name, dim, list(item.idxs),
                                 list(item.root_idxs)))
-            if any(_keeps_whole(self.modules[m.name]) for m in members):
+            if any(keeps_whole(self.modules[m.name]) for m in members):
                 continue
             if not all(self._indices_fit(m) for m in members):
                 # torch-pruning mapped channels through an op it misreads
@@ -367,11 +322,7 @@ class SegmentorGraph:
                     tp_group[0].dep.target.module])
                 continue
             root = tp_group[0].dep.target.module
-            multiple = 1
-            for m in members:
-                module = self.modules[m.name]
-                if isinstance(module, nn.GroupNorm):
-                    multiple = math.lcm(multiple, module.num_groups)
+            multiple = group_multiple(self.modules[m.name] for m in members)
             groups.append(
                 ChannelGroup(
                     name=self.module_names[root],

@@ -227,3 +227,11 @@ def atomic_torch_save(obj, path):
     """``torch.save`` that never leaves a truncated checkpoint."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def readable_file(path: str, what: str) -> str:
+    """Return ``path`` or raise a clear error if it cannot be read."""
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise PruneError(f'{what} "{path}" does not exist or is not '
+                         'readable; check the path')
+    return path

@@ -1,5 +1,13 @@
-from mmseg_prune.analysis import (count_complexity, inference_params,
-                                  measure_latency)
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.analysis import get_model_complexity_info
+
+from mmseg_prune.analysis import (InferenceForward, count_complexity,
+                                  inference_params, measure_latency)
+from mmseg_prune.apis import prune_segmentor
 
 
 def test_counts_multiply_adds(small_model):
@@ -28,5 +36,63 @@ def test_counting_keeps_training_mode(small_model):
     assert small_model.training
 
 
-def test_latency_is_positive(small_model):
-    assert measure_latency(small_model, (64, 64), warmup=1, runs=3) > 0
+def test_latency_is_the_median_of_the_timed_runs(small_model, monkeypatch):
+    # A fake clock: each timed forward takes the next of these durations.
+    durations = iter([0.005, 0.001, 0.003])
+    clock = [0.0]
+
+    def perf_counter():
+        return clock[0]
+
+    forwards = []
+
+    def forward(inputs):
+        forwards.append(tuple(inputs.shape))
+        if len(forwards) > 1:  # the first is the warm-up, untimed
+            clock[0] += next(durations)
+
+    from mmseg_prune.analysis import complexity
+    monkeypatch.setattr(complexity.time, 'perf_counter', perf_counter)
+    monkeypatch.setattr(small_model, '_forward', forward)
+    small_model.train()
+    latency = measure_latency(small_model, (64, 96), warmup=1, runs=3)
+    assert latency == pytest.approx(3.0)  # ms: the median of 5, 1, 3
+    assert forwards == [(1, 3, 64, 96)] * 4
+    assert small_model.training  # the mode is restored
+
+
+@pytest.mark.parametrize('pruned', [False, True])
+def test_flops_agree_with_mmengine_and_a_hand_sum(small_model, pruned):
+    model = prune_segmentor(small_model, 'l1', 0.5, (64, 64)).model \
+        if pruned else small_model.eval()
+    ours = count_complexity(model, (64, 64))
+    # A second counter: mmengine's public entry point on the same forward.
+    info = get_model_complexity_info(InferenceForward(model),
+                                     inputs=(torch.zeros(1, 3, 64, 64), ),
+                                     show_table=False, show_arch=False)
+    assert info['flops'] == ours.flops
+    # A hand sum: output elements x input channels per group x kernel, for
+    # every conv and linear layer the inference forward runs.
+    hand = {}
+
+    def count(name):
+        def hook(module, inputs, output):
+            if isinstance(module, nn.Linear):
+                macs = output.numel() * module.in_features
+            else:
+                macs = output.numel() * module.in_channels // module.groups \
+                    * math.prod(module.kernel_size)
+            hand[name] = hand.get(name, 0) + macs
+        return hook
+
+    handles = [m.register_forward_hook(count(n))
+               for n, m in model.named_modules()
+               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64), mode='tensor')
+    for handle in handles:
+        handle.remove()
+    assert len(hand) > 20
+    assert {n: ours.by_module[n] for n in hand} == hand
+    # The rest (norms, activations, resizing) is a small share.
+    assert 0 <= ours.flops - sum(hand.values()) < 0.05 * ours.flops

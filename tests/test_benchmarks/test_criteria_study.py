@@ -5,7 +5,7 @@ import importlib.util
 import json
 import os.path as osp
 
-from conftest import TESTS_DIR
+from tests.helpers import TESTS_DIR
 
 ROOT = osp.dirname(TESTS_DIR)
 

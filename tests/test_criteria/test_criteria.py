@@ -1,3 +1,6 @@
+import copy
+
+import numpy as np
 import pytest
 import torch
 
@@ -6,8 +9,7 @@ from mmseg_prune.criteria import CRITERIA_ALIASES, BaseCriterion
 from mmseg_prune.registry import PRUNING_CRITERIA
 from mmseg_prune.structure import SegmentorGraph
 from mmseg_prune.utils import PruneError
-
-from conftest import data_batch, fake_batch
+from tests.helpers import data_batch, fake_batch, producers
 
 SIZE = (64, 64)
 
@@ -36,9 +38,9 @@ def test_l1_is_the_filter_norm(small_model):
 def test_l1_averages_a_residual_group(small_model):
     graph = SegmentorGraph(small_model, SIZE)
     group = [g for g in graph.groups
-             if 'backbone.layer1.0.conv2' in g.out_modules][0]
+             if 'backbone.layer1.0.conv2' in producers(g)][0]
     scores = build_criterion('l1')(graph)[group.name]
-    convs = [graph.modules[n] for n in group.out_modules
+    convs = [graph.modules[n] for n in producers(group)
              if isinstance(graph.modules[n], torch.nn.Conv2d)]
     expected = sum(c.weight.abs().sum(dim=(1, 2, 3)) for c in convs) / len(
         convs)
@@ -87,3 +89,58 @@ def test_taylor_needs_data_and_uses_it(small_model):
     assert all(p.grad is None for p in graph.model.parameters())
     torch.testing.assert_close(graph.modules['backbone.stem.1'].running_mean,
                                running_mean)
+
+
+def _group_of(graph, producer):
+    return next(g for g in graph.groups if producer in producers(g))
+
+
+def _distance_sums(rows):
+    """Sum over j of ||rows_i - rows_j||_2, by explicit pairs."""
+    rows = rows.double().numpy()
+    return torch.tensor([sum(np.sqrt(((a - b)**2).sum()) for b in rows)
+                         for a in rows])
+
+
+def test_fpgm_equals_hand_distances(small_model):
+    # torch-pruning's group FPGM: distances between |w|^2 rows of the
+    # conv's filters and of the next conv's input slices, averaged.
+    graph = SegmentorGraph(small_model, SIZE)
+    group = _group_of(graph, 'backbone.layer1.0.conv1')
+    conv1 = graph.modules['backbone.layer1.0.conv1'].weight.detach()
+    conv2 = graph.modules['backbone.layer1.0.conv2'].weight.detach()
+    out_rows = conv1.flatten(1).square()
+    in_rows = conv2.transpose(0, 1).flatten(1).square()
+    expected = (_distance_sums(out_rows) + _distance_sums(in_rows)) / 2
+    scores = build_criterion('fpgm')(graph)[group.name]
+    torch.testing.assert_close(scores.double(), expected, rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_taylor_equals_hand_weight_times_gradient(small_dense):
+    # Random norm scales: the initial ResNet's zeroed ones would block the
+    # gradients of this block, and every value would be 0.
+    graph = SegmentorGraph(copy.deepcopy(small_dense), SIZE)
+    group = _group_of(graph, 'backbone.layer1.0.conv1')
+    model = graph.model
+    inputs, samples = fake_batch(model, size=SIZE[0])
+    batch = data_batch(inputs, samples)
+    # The gradients by hand: one eval-mode loss, backward.
+    reference = copy.deepcopy(model).eval()
+    data = reference.data_preprocessor(batch, True)
+    loss, _ = reference.parse_losses(
+        reference.loss(data['inputs'], data['data_samples']))
+    loss.backward()
+    modules = dict(reference.named_modules())
+    conv1 = modules['backbone.layer1.0.conv1']
+    conv2 = modules['backbone.layer1.0.conv2']
+    # torch-pruning's group Taylor: the filters of conv1 and conv2's input
+    # slices (its batch norm terms count only GroupNorm and LayerNorm).
+    out_part = (conv1.weight * conv1.weight.grad).abs().flatten(1).sum(1)
+    in_part = (conv2.weight * conv2.weight.grad).abs().transpose(
+        0, 1).flatten(1).sum(1)
+    expected = (out_part + in_part).detach() / 2
+    assert (expected > 0).float().mean() > 0.9  # gradients reach them
+    scores = build_criterion('taylor')(graph, [batch])[group.name]
+    torch.testing.assert_close(scores, expected.float(), rtol=1e-4,
+                               atol=1e-9)

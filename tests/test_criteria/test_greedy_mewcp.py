@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
-from mmseg_prune.statistics import batch_redundancy
+from mmseg_prune.criteria import batch_redundancy
 
 
 def brute_force_order(redundancy, include_diagonal):

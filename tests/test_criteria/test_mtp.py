@@ -6,12 +6,11 @@ import torch
 
 from mmseg_prune.apis import prune_segmentor
 from mmseg_prune.criteria import MTPCriterion
-from mmseg_prune.hooks import task_at
-from mmseg_prune.hooks.mtp_hook import check_period
+from mmseg_prune.models import check_period, task_at
 from mmseg_prune.structure import SegmentorGraph, forward_all_heads
 from mmseg_prune.utils import PruneError
 
-from conftest import data_batch, fake_batch
+from tests.helpers import data_batch, fake_batch
 
 SIZE = (64, 64)
 GROUP = 'backbone.layer3.0.conv1'
@@ -108,3 +107,19 @@ def test_needs_data_and_a_search(small_dense):
         MTPCriterion().prepare(graph, None)
     with pytest.raises(PruneError, match='no searched scores'):
         MTPCriterion().score(graph)
+
+
+@pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
+def test_ignored_auxiliary_head_gets_no_scores(small_dense):
+    model = copy.deepcopy(small_dense)
+    graph = SegmentorGraph(model, SIZE)
+    heads = [g.name for g in graph.groups
+             if g.name.startswith('auxiliary_head.')]
+    assert heads  # the model has such groups...
+    criterion = MTPCriterion(ignore=['auxiliary_head.*'])
+    scores = criterion(graph, _batches(model, 2))
+    learned = criterion.model.gates.importance()
+    assert not any(n.startswith('auxiliary_head.') for n in learned)
+    # ...which are kept whole, while the others are scored.
+    assert not any(n.startswith('auxiliary_head.') for n in scores)
+    assert any(n.startswith('backbone.') for n in scores)

@@ -3,13 +3,13 @@ import torch
 
 from mmseg_prune.apis import (build_criterion, build_segmentor, load_config,
                               prune_segmentor)
-from mmseg_prune.budget import FlopsBudget
+from mmseg_prune.pruner import FlopsBudget
 from mmseg_prune.criteria.greedy_mewcp import greedy_removal_order
 
-from mmseg_prune.statistics import batch_detail, batch_redundancy
+from mmseg_prune.criteria import batch_detail, batch_redundancy
 from mmseg_prune.structure import SegmentorGraph, output_layers
 
-from conftest import SMALL, data_batch, fake_batch
+from tests.helpers import SMALL, data_batch, fake_batch, producers
 
 SIZE = (64, 64)
 
@@ -76,7 +76,7 @@ def test_statistics_are_those_of_the_norm_outputs(small_model):
 def test_residual_group_keeps_a_channel_any_member_keeps(scored):
     graph, criterion, scores = scored
     group = [g for g in graph.groups
-             if 'backbone.layer1.0.conv2' in g.out_modules][0]
+             if 'backbone.layer1.0.conv2' in producers(g)][0]
     members = output_layers(graph, group)
     assert len(members) >= 2
     per_member = torch.stack([
@@ -106,10 +106,7 @@ def test_gradient_variant(small_model):
 def test_split_budget_cuts_backbone_and_head_at_one_quantile(scored):
     graph, _, scores = scored
     budget = FlopsBudget(0.5, mode='split', normalizer=None, min_keep=1)
-    budget._steps = {g.name: 1 for g in graph.groups}
-    budget._segments = {}
-    budget._rank(scores)
-    plan = budget._plan_at(scores, 0.3)
+    plan = budget._plan_at(budget._rank(graph, scores), 0.3)
     for part in (True, False):
         names = [g.name for g in graph.groups
                  if g.name.startswith('backbone.') == part]
@@ -124,3 +121,24 @@ def test_prunes_to_the_budget(small_model, mode):
                              batches=_batches(small_model),
                              budget=dict(mode=mode))
     assert abs(result.achieved_reduction - 0.5) <= 0.005
+
+
+def test_concatenated_group_takes_each_channels_best_member():
+    """DeepLabV3+ concatenates c1_bottleneck's 48 channels with the ASPP
+    output; each member scores its own slice of the group."""
+    cfg = load_config(
+        'mmseg::deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-'
+        '512x1024.py')
+    graph, criterion, scores = _scored(build_segmentor(cfg))
+    group = next(g for g in graph.groups
+                 if 'decode_head.c1_bottleneck.conv' in producers(g))
+    members = output_layers(graph, group)
+    slices = {m.name: len(m.root_idxs) for m in members}
+    assert min(slices.values()) < group.size  # members hold parts
+    best = torch.full((group.size, ), -float('inf'), dtype=torch.float64)
+    for member in members:
+        own = criterion.layer_scores(member.name)[member.idxs]
+        for channel, value in zip(member.root_idxs, own.tolist()):
+            best[channel] = max(best[channel].item(), value)
+    assert torch.isfinite(best).all()
+    torch.testing.assert_close(scores[group.name], best.float())

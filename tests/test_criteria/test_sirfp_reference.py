@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from mmseg_prune.criteria import SIRFPCriterion
-from mmseg_prune.statistics import RedundancyStatistics
+from mmseg_prune.criteria import RedundancyStatistics
 
 
 def reference_s(batches):

@@ -12,7 +12,7 @@ from PIL import Image
 from mmseg_prune.apis import load_config
 from mmseg_prune.datasets import make_demo_dataset
 
-from conftest import DEEPLABV3
+from tests.helpers import DEEPLABV3
 
 
 def test_voc_layout(demo_root):

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import run_on_two_ranks, small_voc_config
+from tests.helpers import run_on_two_ranks, small_voc_config
 
 SIZE = 64
 
@@ -29,7 +29,7 @@ def _config(kind, demo_root, work_dir):
     schedule = [dict(iter=2, flops_reduction=0.5)]
     if kind == 'sirfp':
         cfg.custom_hooks = [dict(type='PruningHook', schedule=schedule,
-                                 momentum=0.9)]
+                                 criterion=dict(type='sirfp', momentum=0.9))]
     else:
         cfg.model = dict(type='MTPSegmentor', segmentor=cfg.model,
                          classifier=dict(num_classes=21), sparsity=1e-3)
@@ -60,8 +60,14 @@ def _train(rank, kind, demo_root, out_dir):
     runner.train()
     assert isinstance(runner.model, MMDistributedDataParallel)
     model = runner.model.module
-    # Parameters (BN running statistics stay per rank, as under DDP).
-    return {k: v.detach().clone() for k, v in model.named_parameters()}
+    from mmseg_prune.hooks import PruningHook
+    pruner = next(h for h in runner.hooks if isinstance(h, PruningHook))
+    # Parameters (BN running statistics stay per rank, as under DDP), and
+    # the channels this rank decided to keep, before the wrapper was
+    # rebuilt (which copies rank 0's parameters to the others).
+    return dict(params={k: v.detach().clone()
+                        for k, v in model.named_parameters()},
+                kept=pruner.kept_indices)
 
 
 @pytest.mark.parametrize('kind', ['sirfp', 'mtp'])
@@ -69,6 +75,13 @@ def _train(rank, kind, demo_root, out_dir):
 def test_ranks_prune_alike_and_train_on(kind, demo_root, tmp_path):
     rank0, rank1 = run_on_two_ranks(_train, tmp_path, kind, demo_root,
                                     str(tmp_path))
+    # Each rank decided the same channels on its own.
+    assert len(rank0['kept']) == len(rank1['kept']) == 1
+    kept0, kept1 = rank0['kept'][0], rank1['kept'][0]
+    assert kept0.keys() == kept1.keys() and kept0
+    for group in kept0:
+        assert torch.equal(kept0[group], kept1[group]), group
+    rank0, rank1 = rank0['params'], rank1['params']
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key

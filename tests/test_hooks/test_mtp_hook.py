@@ -14,7 +14,9 @@ from mmseg_prune.datasets import make_demo_classification
 from mmseg_prune.models import MTPSegmentor
 from mmseg_prune.utils import PruneError
 
-from conftest import small_voc_config
+from mmseg_prune.hooks import PruningHook
+from tests.helpers import (PruneProbe, small_voc_config,
+                           trained_after_the_last_step)
 
 SIZE = 64
 PRUNE_AT = 5
@@ -38,12 +40,17 @@ class TaskRecorder(Hook):
 def _config(work_dir, demo_root, max_iters, cls_root=None):
     """MTP on FCN R18 (with an aux head), generated VOC data at 64x64."""
     cfg = small_voc_config(demo_root, SIZE)
+    # No dropout: a resumed run draws other random numbers than the
+    # uninterrupted one, and the resume test compares their decisions.
+    cfg.model.decode_head.dropout_ratio = 0
+    cfg.model.auxiliary_head.dropout_ratio = 0
+    cfg.randomness = dict(seed=0)  # the same augmentations after resuming
     cfg.model = dict(type='MTPSegmentor', segmentor=cfg.model,
                      classifier=dict(num_classes=21), sparsity=1e-3)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                          val_interval=1000)
     cfg.optim_wrapper = dict(
-        type='OptimWrapper',
+        type='OptimWrapper', constructor='MTPOptimWrapperConstructor',
         optimizer=dict(type='SGD', lr=0.01, weight_decay=5e-4,
                        momentum=0.9),
         paramwise_cfg=dict(custom_keys={'gates': dict(lr_mult=10.0,
@@ -64,6 +71,7 @@ def _config(work_dir, demo_root, max_iters, cls_root=None):
         dict(type='PruningHook', criterion='mtp',
              schedule=[dict(iter=PRUNE_AT, flops_reduction=0.5)]),
         dict(type='TaskRecorder'),
+        dict(type='PruneProbe'),
     ]
     cfg.work_dir = str(work_dir)
     cfg.pop('pruning')
@@ -99,9 +107,20 @@ def test_alternates_then_prunes_and_fine_tunes(trained):
                         dense=True), (SIZE, SIZE)).flops
     pruned = count_complexity(copy.deepcopy(model.segmentor).eval(),
                               (SIZE, SIZE)).flops
-    assert abs(1 - pruned / dense - 0.5) <= 0.006
-    # Fine-tuning trains the weights, which the search kept frozen.
+    assert abs(1 - pruned / dense - 0.5) <= 0.005
+    # Fine-tuning trains the weights, which the search kept frozen: all are
+    # in the optimizer after the step and changed by the end of the run.
     assert all(p.requires_grad for p in model.segmentor.parameters())
+    probe = next(h for h in runner.hooks if isinstance(h, PruneProbe))
+    assert probe.optimized == {1: True}
+    # The search's figures reached the message hub at every search step.
+    hub = runner.message_hub
+    mean = hub.get_scalar('train/mtp_mean_score')
+    assert len(mean.data[0]) == PRUNE_AT and 0 < mean.current() < 1.5
+    assert 0 <= hub.get_scalar('train/mtp_low_score_share').current() <= 1
+    assert hub.get_scalar('train/flops_reduction').current() == \
+        pytest.approx(1 - pruned / dense, abs=1e-6)
+    assert trained_after_the_last_step(runner)
 
 
 def test_checkpoints_before_and_after_the_search(trained):
@@ -137,6 +156,32 @@ def test_resume_after_the_search(trained, demo_root, tmp_path):
     assert _recorder(runner).losses == [['aux.loss_ce', 'decode.loss_ce']] * 2
 
 
+def _pruner(runner):
+    return next(h for h in runner.hooks if isinstance(h, PruningHook))
+
+
+def test_resume_during_the_search(trained, demo_root, tmp_path):
+    uninterrupted, work_dir = trained
+    cls_root = uninterrupted.cfg.custom_hooks[0]['cls_dataloader'][
+        'dataset']['data_root']
+    cfg = _config(tmp_path, demo_root, max_iters=7, cls_root=cls_root)
+    cfg.resume = True
+    cfg.load_from = osp.join(work_dir, 'iter_4.pth')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    # The search went on from its scores and cycle position, pruned at
+    # the same iteration, and chose the same channels.
+    seg = ['aux.loss_ce', 'decode.loss_ce', 'loss_sparsity']
+    plain = ['aux.loss_ce', 'decode.loss_ce']
+    assert _recorder(runner).losses == [seg, plain, plain]
+    resumed, first = _pruner(runner).kept_indices, \
+        _pruner(uninterrupted).kept_indices
+    assert len(resumed) == len(first) == 1
+    assert resumed[0].keys() == first[0].keys()
+    for group in first[0]:
+        assert torch.equal(resumed[0][group], first[0][group]), group
+
+
 def test_label_free_search_in_training(demo_root, tmp_path):
     cfg = _config(tmp_path, demo_root, max_iters=3)
     cfg.custom_hooks = [h for h in cfg.custom_hooks
@@ -145,6 +190,13 @@ def test_label_free_search_in_training(demo_root, tmp_path):
     runner.train()
     assert _recorder(runner).losses[2] == ['loss_cls', 'loss_sparsity']
     assert runner.model.searching
+
+
+def test_needs_the_weights_in_the_optimizer(demo_root, tmp_path):
+    cfg = _config(tmp_path, demo_root, max_iters=1)
+    cfg.optim_wrapper.pop('constructor')
+    with pytest.raises(PruneError, match='MTPOptimWrapperConstructor'):
+        Runner.from_cfg(cfg).train()
 
 
 def test_needs_the_wrapper(demo_root, tmp_path):

@@ -12,13 +12,15 @@ from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.hooks import PruningHook
 from mmseg_prune.utils import PruneError
 
-from conftest import small_voc_config
+from tests.helpers import (PruneProbe, small_voc_config,
+                           trained_after_the_last_step)
 
 SIZE = 64
 # SIRFP's recipe: the edge score first, then the gradient variant.
 SCHEDULE = [dict(iter=2, flops_reduction=0.3),
             dict(iter=4, flops_reduction=0.5,
-                 criterion=dict(type='SIRFPCriterion', gradient_weight=0.4))]
+                 criterion=dict(type='SIRFPCriterion', gradient_weight=0.4,
+                                momentum=0.9))]
 
 
 def _config(work_dir, demo_root, max_iters):
@@ -30,7 +32,8 @@ def _config(work_dir, demo_root, max_iters):
                                         by_epoch=False, interval=2)
     cfg.default_hooks.logger.interval = 1
     cfg.custom_hooks = [dict(type='PruningHook', schedule=SCHEDULE,
-                             momentum=0.9)]
+                             criterion=dict(type='sirfp', momentum=0.9)),
+                        dict(type='PruneProbe')]
     cfg.work_dir = str(work_dir)
     cfg.pop('pruning')
     return cfg
@@ -59,7 +62,15 @@ def trained(tmp_path_factory, demo_root):
 
 def test_prunes_at_the_scheduled_iterations(trained):
     runner, work_dir, dense_flops = trained
-    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.006
+    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.005
+    probe = next(h for h in runner.hooks if isinstance(h, PruneProbe))
+    # The first step's 30% is counted on the model it left.
+    assert abs(1 - probe.flops[1] / dense_flops - 0.3) <= 0.005
+    assert abs(1 - probe.flops[2] / dense_flops - 0.5) <= 0.005
+    # The optimizer holds every parameter after each step, and training
+    # went on after the last one.
+    assert probe.optimized == {1: True, 2: True}
+    assert trained_after_the_last_step(runner)
     # iter_2 was saved before the first step, iter_4 between the two.
     steps = {
         name: torch.load(osp.join(work_dir, name))['meta']['mmseg_prune']
@@ -68,7 +79,7 @@ def test_prunes_at_the_scheduled_iterations(trained):
     assert steps == {'iter_2.pth': 0, 'iter_4.pth': 1, 'iter_5.pth': 2}
     # Before the second step the hook gathers the gradient term too.
     stats = torch.load(osp.join(work_dir, 'iter_4.pth'))['meta'][
-        'mmseg_prune']['statistics']
+        'mmseg_prune']['criterion_state']
     assert stats['gradient'] and stats['redundancy'].keys() == \
         stats['gradient'].keys()
     assert all(g.sum() > 0 for g in stats['gradient'].values())
@@ -87,7 +98,8 @@ def test_prunes_at_the_scheduled_iterations(trained):
 def test_written_config_rebuilds_the_trained_model(trained):
     runner, work_dir, _ = trained
     cfg = load_config(osp.join(work_dir, 'pruned_config.py'))
-    assert not cfg.get('custom_hooks')
+    # The pruning hook is gone; the run's other hooks stay.
+    assert [h['type'] for h in cfg.custom_hooks] == ['PruneProbe']
     rebuilt = build_segmentor(cfg, osp.join(work_dir, 'iter_5.pth'))
     x = torch.randn(1, 3, SIZE, SIZE)
     with torch.no_grad():
@@ -95,8 +107,12 @@ def test_written_config_rebuilds_the_trained_model(trained):
                                    runner.model.eval()._forward(x))
 
 
+def _pruner(runner):
+    return next(h for h in runner.hooks if isinstance(h, PruningHook))
+
+
 def test_resume_after_a_pruning_step(trained, demo_root, tmp_path):
-    _, work_dir, dense_flops = trained
+    uninterrupted, work_dir, dense_flops = trained
     cfg = _config(tmp_path, demo_root, max_iters=6)
     cfg.resume = True
     cfg.load_from = osp.join(work_dir, 'iter_4.pth')
@@ -104,9 +120,19 @@ def test_resume_after_a_pruning_step(trained, demo_root, tmp_path):
     runner.train()
     assert runner.iter == 6
     assert 'iter_6.pth' in os.listdir(tmp_path)
-    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.006
-    # The checkpoint carried the statistics: the resumed run pruned the
-    # same channels as the uninterrupted one.
+    assert abs(_reduction(runner.model, dense_flops) - 0.5) <= 0.005
+    # The checkpoint carried the second window's statistics: the resumed
+    # run decided from the same counts and kept the same channels as the
+    # uninterrupted one.
+    first, resumed = _pruner(uninterrupted), _pruner(runner)
+    assert resumed.criteria[1].statistics.counts == \
+        first.criteria[1].statistics.counts
+    assert set(first.criteria[1].statistics.counts.values()) == {2}
+    assert len(resumed.kept_indices) == 1
+    kept, expected = resumed.kept_indices[0], first.kept_indices[1]
+    assert kept.keys() == expected.keys()
+    for group in expected:
+        assert torch.equal(kept[group], expected[group]), group
     assert _structure(osp.join(tmp_path, 'iter_6.pth')) == \
         _structure(osp.join(work_dir, 'iter_5.pth'))
 

@@ -8,7 +8,7 @@ from mmseg_prune.apis import prune_segmentor
 from mmseg_prune.models import LogitDistiller
 from mmseg_prune.models.logit_distiller import decode_logits
 
-from conftest import fake_batch
+from tests.helpers import fake_batch
 
 
 def test_loss_by_hand():

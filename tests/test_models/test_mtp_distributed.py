@@ -3,7 +3,7 @@ import warnings
 
 import torch
 
-from conftest import (SMALL, data_batch, fake_batch, run_on_two_ranks,
+from tests.helpers import (SMALL, data_batch, fake_batch, run_on_two_ranks,
                       small_crop_config)
 
 STEPS = 4
@@ -14,7 +14,7 @@ def _search(rank):
     from mmengine.optim import build_optim_wrapper
 
     from mmseg_prune.apis import build_segmentor
-    from mmseg_prune.hooks.mtp_hook import prepare_step
+    from mmseg_prune.models import prepare_step
     from mmseg_prune.models import MTPSegmentor
     torch.manual_seed(0)
     segmentor = build_segmentor(small_crop_config(SMALL, 64))

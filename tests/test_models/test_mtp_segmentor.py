@@ -8,7 +8,7 @@ from mmseg_prune.models import MTPSegmentor, load_classifier
 from mmseg_prune.structure import forward_all_heads
 from mmseg_prune.utils import PruneError
 
-from conftest import fake_batch
+from tests.helpers import fake_batch
 
 SIZE = 64
 
@@ -136,7 +136,7 @@ def test_loads_a_plain_segmentor_checkpoint(small_dense):
 
 
 def test_val_and_test_steps_are_the_segmentors(small_dense):
-    from conftest import data_batch
+    from tests.helpers import data_batch
     model = _wrap(small_dense).eval()
     batch = data_batch(*fake_batch(model.segmentor, SIZE))
     for step in ('val_step', 'test_step'):

@@ -9,7 +9,7 @@ from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                               prune_segmentor, save_pruned)
 from mmseg_prune.utils import PruneError
 
-from conftest import SMALL
+from tests.helpers import SMALL
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,7 @@ from mmseg_prune.structure import (SegmentorGraph, apply_architecture,
                                    extract_architecture)
 from mmseg_prune.utils import PruneError
 
-from conftest import SMALL
+from tests.helpers import SMALL
 
 
 def _pruned_small():

@@ -9,7 +9,7 @@ import torch
 
 from mmseg_prune.utils.cli import run_cli
 
-from conftest import SMALL
+from tests.helpers import SMALL
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
 
@@ -193,7 +193,7 @@ def test_runs_repeat(tmp_path):
 @pytest.mark.filterwarnings('ignore:MTPSegmentor has no classifier')
 def test_mtp_flow_on_generated_data(demo_root, tmp_path):
     """--criterion mtp: search, fold, prune, fine-tune, evaluate."""
-    from conftest import small_voc_config
+    from tests.helpers import small_voc_config
     cfg = small_voc_config(demo_root)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
                          val_interval=2)
@@ -217,10 +217,16 @@ def test_mtp_flow_on_generated_data(demo_root, tmp_path):
 
 def test_finetune_with_one_image_per_batch_is_refused(demo_root, tmp_path,
                                                       capsys):
-    from conftest import DEEPLABV3, small_crop_config
-    from mmseg_prune.apis import set_data_root
-    cfg = small_crop_config(DEEPLABV3, size=64)
-    set_data_root(cfg, demo_root)
+    from mmseg_prune.models import strip_pretrained
+    from tests.helpers import small_crop_config, small_voc_config
+    # DeepLabV3's image pooling meets one value per channel in a batch of
+    # one image; R18 has the same topology as R50.
+    cfg = small_voc_config(demo_root, 64)
+    cfg.model = strip_pretrained(small_crop_config(
+        'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+        64).model)
+    cfg.model.decode_head.num_classes = 21
+    cfg.model.auxiliary_head.num_classes = 21
     cfg.pop('pruning')
     config = str(tmp_path / 'dlv3.py')
     cfg.dump(config)
@@ -241,7 +247,7 @@ def test_finetune_with_distillation(demo_root, tmp_path):
     the fine-tuning run logs; the checkpoint stays a plain pruned one."""
     import torch
 
-    from conftest import small_voc_config
+    from tests.helpers import small_voc_config
     cfg = small_voc_config(demo_root)
     cfg.pop('pruning')
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)

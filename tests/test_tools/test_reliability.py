@@ -14,7 +14,7 @@ import torch
 
 from mmseg_prune.utils.cli import run_cli
 
-from conftest import SMALL, TESTS_DIR
+from tests.helpers import SMALL, TESTS_DIR
 from test_prune_tool import ROOT, _tool
 
 SHAPE = ['--input-shape', '64', '64']
@@ -313,7 +313,7 @@ def test_one_error_line_instead_of_a_traceback(case, tmp_path, capsys):
 
 
 def _voc_config(demo_root, tmp_path, breaking):
-    from conftest import small_voc_config
+    from tests.helpers import small_voc_config
     from mmseg_prune.datasets import make_demo_dataset
     root = str(tmp_path / 'data')
     make_demo_dataset(root, num=4, seed=1)

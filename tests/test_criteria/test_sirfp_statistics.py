@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmseg_prune.statistics import (RedundancyStatistics, batch_detail,
+from mmseg_prune.criteria import (RedundancyStatistics, batch_detail,
                                     batch_redundancy)
 
 
@@ -37,6 +37,16 @@ def test_batch_statistics_equal_numpy():
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(batch_detail(x).numpy(),
                                numpy_detail(x.double().numpy()), rtol=1e-5)
+
+
+def test_wide_layers_use_the_blocked_gram_and_equal_numpy():
+    # 600 channels: two full 256-channel stripes and a partial one.
+    x = torch.randn(2, 600, 4, 5, generator=torch.Generator().manual_seed(1))
+    redundancy = batch_redundancy(x)
+    np.testing.assert_allclose(redundancy.numpy(),
+                               numpy_redundancy(x.double().numpy()),
+                               rtol=1e-5, atol=1e-7)
+    assert torch.equal(redundancy, redundancy.t())
 
 
 def test_pooled_maps_have_no_detail():
@@ -73,7 +83,7 @@ def test_batch_statistics_normalise_by_the_batch_and_restore_buffers(
         small_dense):
     import copy
 
-    from mmseg_prune.statistics import batch_statistics
+    from mmseg_prune.criteria import batch_statistics
     model = copy.deepcopy(small_dense).eval()
     bn = model.backbone.stem[1]
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -104,7 +114,7 @@ def test_batch_statistics_keep_running_ones_for_one_value_per_channel(
     """Image pooling on one image: batch statistics would be degenerate."""
     import copy
 
-    from mmseg_prune.statistics import batch_statistics
+    from mmseg_prune.criteria import batch_statistics
     model = copy.deepcopy(small_dense).eval()
     bn = model.backbone.stem[1]
     x = torch.randn(1, bn.num_features, 1, 1)
@@ -112,3 +122,27 @@ def test_batch_statistics_keep_running_ones_for_one_value_per_channel(
         expected = bn(x)
         with batch_statistics(model):
             torch.testing.assert_close(bn(x), expected)
+
+
+@pytest.mark.parametrize('momentum, expected', [
+    # Running mean over the steps where gamma * dL/dgamma > 0:
+    # channel 0 takes steps 1 and 2, channel 1 step 2, channel 2 steps 2, 3.
+    (None, [(0.2 + 0.4) / 2, 0.5, (0.3 + 0.9) / 2]),
+    # EMA from zero with r = 0.5, on the same steps only.
+    (0.5, [0.5 * (0.5 * 0.2) + 0.5 * 0.4, 0.5 * 0.5,
+           0.5 * (0.5 * 0.3) + 0.5 * 0.9]),
+])
+def test_gradient_term_is_conditional_on_gamma_times_gradient(
+        momentum, expected):
+    norm = nn.BatchNorm2d(3)
+    norm.weight.data = torch.tensor([1.0, -2.0, 0.5])
+    model = nn.Sequential(norm)
+    # The loss scale in force divides the gradients back.
+    stats = RedundancyStatistics(model, ['0'], momentum=momentum,
+                                 gradients=True, loss_scale=lambda: 4.0)
+    for grad in ([0.2, 0.3, -0.1], [0.4, -0.5, 0.3], [-0.6, 0.7, 0.9]):
+        norm.weight.grad = None
+        (norm.weight * torch.tensor(grad) * 4.0).sum().backward()
+    stats.remove()
+    torch.testing.assert_close(stats.gradient['0'],
+                               torch.tensor(expected))

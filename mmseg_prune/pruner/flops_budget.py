@@ -14,17 +14,16 @@ secant steps through the counts until the counted reduction is within
 tolerance.
 """
 import math
-from typing import Callable, Dict, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Tuple, Union
 
 import torch
-import torch.nn as nn
 
 from ..analysis.complexity import Complexity
-from ..structure.graph import SegmentorGraph, is_depthwise
+from ..structure.graph import SegmentorGraph
+from ..structure.layer_rules import maps_channels_one_to_one
 from ..utils.errors import PruneError
 
 KeepPlan = Dict[str, torch.Tensor]
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def normalize_scores(scores: torch.Tensor, normalizer: str) -> torch.Tensor:
@@ -65,7 +64,7 @@ class FlopsEstimator:
         for name, _ in counts:
             module = graph.modules[name]
             self.module_flops[name] = dense.by_module.get(name, 0)
-            single = isinstance(module, _NORMS) or is_depthwise(module)
+            single = maps_channels_one_to_one(module)
             dims = {d for n, d in counts if n == name}
             self.counted_dims[name] = (
                 {'out'} if single and 'out' in dims else dims)
@@ -94,6 +93,25 @@ class FlopsEstimator:
             leaf += flops * ratio
         other = self.dense_flops - self.dense_leaf
         return leaf + other * leaf / max(self.dense_leaf, 1)
+
+
+class _Ranking(NamedTuple):
+    """What one :meth:`FlopsBudget.select` call plans from.
+
+    Attributes:
+        scores (dict[str, Tensor]): Group name -> normalised scores.
+        names (list[str]): Group names; indices below refer to them.
+        parts (list[Tensor]): Per part (all groups, or backbone and the
+            rest), the group index of every channel, least important first.
+        steps (dict[str, int]): Group name -> multiple of channels kept.
+        segments (dict[str, list[Tensor]]): Group name -> channels of each
+            layer that holds only part of the group (a concatenation input).
+    """
+    scores: Dict[str, torch.Tensor]
+    names: List[str]
+    parts: List[torch.Tensor]
+    steps: Dict[str, int]
+    segments: Dict[str, List[torch.Tensor]]
 
 
 class FlopsBudget:
@@ -151,20 +169,19 @@ class FlopsBudget:
             return max(1, math.ceil(self.min_keep * size))
         return max(1, min(int(self.min_keep), size))
 
-    def _plan(self, scores: Dict[str, torch.Tensor],
-              counts: Dict[str, int]) -> KeepPlan:
+    def _plan(self, ranking: '_Ranking', counts: Dict[str, int]) -> KeepPlan:
         plan = {}
         for name, count in counts.items():
-            group_scores = scores[name]
+            group_scores = ranking.scores[name]
             size = len(group_scores)
             count = max(count, self._min_keep(size))
-            step = self._steps[name]
+            step = ranking.steps[name]
             count = math.ceil(count / step) * step
             kept = torch.zeros(size, dtype=torch.bool)
             kept[group_scores.topk(min(count, size)).indices] = True
             # min_keep holds for every layer of the group, not only the
             # group: a concatenation's inputs are layers of their own.
-            for segment in self._segments.get(name, ()):
+            for segment in ranking.segments.get(name, ()):
                 need = self._min_keep(len(segment)) - int(kept[segment].sum())
                 if need > 0:
                     missing = segment[~kept[segment]]
@@ -177,14 +194,20 @@ class FlopsBudget:
             plan[name] = kept.nonzero().flatten()
         return plan
 
-    def _rank(self, scores: Dict[str, torch.Tensor]) -> None:
-        """Order the channels of each part, least important first.
+    def _rank(self, graph: SegmentorGraph,
+              scores: Dict[str, torch.Tensor]) -> '_Ranking':
+        """Normalise the scores and order the channels of each part, least
+        important first.
 
         One part holds every group, except in ``split`` mode: backbone
         groups and the others. Ties (all scores equal, say) are broken by
         the channel's relative position in its group, so that they spread
         evenly over groups.
         """
+        scores = {
+            g.name: normalize_scores(scores[g.name], self.normalizer)
+            for g in graph.groups
+        }
         names = list(scores)
         parts = [list(range(len(names)))]
         if self.mode == 'split':
@@ -192,7 +215,7 @@ class FlopsBudget:
                         if n.startswith('backbone.')]
             parts = [backbone, [i for i in range(len(names))
                                 if i not in set(backbone)]]
-        self._ranked = (names, [])
+        ranked = []
         for part in filter(None, parts):
             values = torch.cat([scores[names[i]] for i in part])
             group_of = torch.cat([
@@ -204,36 +227,49 @@ class FlopsBudget:
             ])
             by_position = position.argsort(stable=True)
             order = by_position[values[by_position].argsort(stable=True)]
-            self._ranked[1].append(group_of[order])
+            ranked.append(group_of[order])
+        steps = {g.name: math.lcm(self.round_to or 1, g.multiple)
+                 for g in graph.groups}
+        segments = {
+            g.name: [
+                torch.as_tensor(r, dtype=torch.long) for r in sorted(
+                    {tuple(sorted(set(m.root_idxs)))
+                     for m in g.members if m.dim == 'out'})
+                if len(r) < g.size
+            ]
+            for g in graph.groups
+        }
+        return _Ranking(scores, names, ranked, steps, segments)
 
-    def _plan_at(self, scores, level: float) -> KeepPlan:
+    def _plan_at(self, ranking: '_Ranking', level: float) -> KeepPlan:
         """Plan at a cut of the global ranking (global), at the same
         quantile of each part's ranking (split) or at a pruned share per
         group (uniform)."""
+        scores = ranking.scores
         if self.mode == 'uniform':
             counts = {n: len(s) - int(math.floor(level * len(s)))
                       for n, s in scores.items()}
-            return self._plan(scores, counts)
-        names, parts = self._ranked
+            return self._plan(ranking, counts)
+        names = ranking.names
         removed = torch.zeros(len(names), dtype=torch.long)
-        for ranked in parts:
+        for ranked in ranking.parts:
             cut = int(level) if self.mode == 'global' else \
                 int(math.floor(level * len(ranked)))
             removed += torch.bincount(ranked[:cut], minlength=len(names))
         counts = {n: len(scores[n]) - int(removed[i])
                   for i, n in enumerate(names)}
-        return self._plan(scores, counts)
+        return self._plan(ranking, counts)
 
-    def _search(self, scores, estimator: FlopsEstimator,
+    def _search(self, ranking: '_Ranking', estimator: FlopsEstimator,
                 target: float) -> Tuple[KeepPlan, float]:
         """Plan whose estimated reduction is closest to ``target``."""
         dense = estimator.dense_flops
 
         def reduction(level):
-            return 1 - estimator.estimate(self._plan_at(scores, level)) / dense
+            return 1 - estimator.estimate(self._plan_at(ranking, level)) / dense
 
         if self.mode == 'global':
-            levels = list(range(len(self._ranked[1][0]) + 1))
+            levels = list(range(len(ranking.parts[0]) + 1))
         else:
             steps = 2000
             levels = [i / steps for i in range(steps)]
@@ -248,7 +284,7 @@ class FlopsBudget:
                 lo = mid + 1
         candidates = [levels[i] for i in {max(lo - 1, 0), lo}]
         best = min(candidates, key=lambda lv: abs(reduction(lv) - target))
-        return self._plan_at(scores, best), reduction(best)
+        return self._plan_at(ranking, best), reduction(best)
 
     def _check_reach(self, floor: float, how: str) -> None:
         """Refuse a target below ``floor``, the share of FLOPs left with
@@ -280,32 +316,15 @@ class FlopsBudget:
         if missing:
             raise PruneError(f'the criterion gave no scores for groups '
                              f'{missing[:3]}...')
-        scores = {
-            g.name: normalize_scores(scores[g.name], self.normalizer)
-            for g in graph.groups
-        }
         estimator = FlopsEstimator(graph, dense)
-        self._steps = {
-            g.name: math.lcm(self.round_to or 1, g.multiple)
-            for g in graph.groups
-        }
-        self._rank(scores)
-        self._segments = {
-            g.name: [
-                torch.as_tensor(r, dtype=torch.long) for r in sorted(
-                    {tuple(sorted(set(m.root_idxs)))
-                     for m in g.members if m.dim == 'out'})
-                if len(r) < g.size
-            ]
-            for g in graph.groups
-        }
-        floor_plan = self._plan(scores, dict.fromkeys(scores, 0))
+        ranking = self._rank(graph, scores)
+        floor_plan = self._plan(ranking, dict.fromkeys(ranking.scores, 0))
         self._check_reach(estimator.estimate(floor_plan) / dense.flops,
                           'estimated')
         target = self.flops_reduction
         best, history = None, []
         for _ in range(self.max_rounds):
-            plan, _ = self._search(scores, estimator, target)
+            plan, _ = self._search(ranking, estimator, target)
             flops = count_flops(plan)
             achieved = 1 - flops / dense.flops
             if best is None or abs(achieved - self.flops_reduction) < abs(

@@ -1,4 +1,6 @@
-"""A faster ``Group.has_pruning_op`` for torch-pruning 1.6.
+"""Patches to torch-pruning 1.6, installed by the dependency graph.
+
+A faster ``Group.has_pruning_op``.
 
 While a group is being grown, torch-pruning asks for every new dependency
 whether the group already holds the same (target, handler, indices) triple,
@@ -24,6 +26,8 @@ def _has_pruning_op(self, dep, idxs):
     return tuple(idxs) in table.get((dep.target, dep.handler), ())
 
 
-def install() -> None:
-    """Replace torch-pruning's linear scan with the table lookup."""
+def install_group_lookup_table() -> None:
+    """Replace torch-pruning's linear scan with the table lookup (a
+    process-wide patch of ``torch_pruning.dependency.group.Group``;
+    installing it twice changes nothing)."""
     Group.has_pruning_op = _has_pruning_op

@@ -4,7 +4,7 @@ import torch
 
 from mmseg_prune.apis import build_segmentor, load_config, prune_segmentor
 
-from conftest import SMALL, data_batch, fake_batch, run_on_two_ranks
+from tests.helpers import SMALL, data_batch, fake_batch, run_on_two_ranks
 
 SIZE = (64, 64)
 

@@ -5,7 +5,7 @@ import torch
 
 from mmseg_prune.analysis import count_complexity
 from mmseg_prune.apis import (build_segmentor, load_config, prune_segmentor)
-from mmseg_prune.budget import FlopsBudget, FlopsEstimator
+from mmseg_prune.pruner import FlopsBudget, FlopsEstimator, normalize_scores
 from mmseg_prune.structure import SegmentorGraph
 from mmseg_prune.utils import PruneError
 
@@ -43,14 +43,15 @@ def test_min_keep_and_round_to(small_model):
 
 
 def test_min_keep_holds_per_concatenated_layer():
-    """DeepLabV3+ concatenates c1_bottleneck (48) with the ASPP output into one
-    group; the small layer must not lose all its channels."""
+    """DeepLabV3+ concatenates c1_bottleneck (12 channels in R18) with the
+    ASPP output (128) into one group; the small layer keeps its share."""
     cfg = load_config(
-        'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py')
+        'mmseg::deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-'
+        '512x1024.py')
     result = prune_segmentor(build_segmentor(cfg), 'l1', 0.7, SIZE,
-                             budget=dict(min_keep=0.1))
+                             budget=dict(min_keep=0.25))
     kept, total = result.layers['decode_head.c1_bottleneck.conv']
-    assert total == 48 and kept >= 5
+    assert total == 12 and kept >= 3
 
 
 def test_estimator_tracks_the_counter(small_model):
@@ -81,3 +82,37 @@ def test_bad_budget_options():
         FlopsBudget(0.5, mode='layerwise')
     with pytest.raises(PruneError, match='normalizer'):
         FlopsBudget(0.5, normalizer='l2')
+
+
+@pytest.mark.parametrize('normalizer, expected', [
+    (None, [2.0, -1.0, 4.0, 3.0]),
+    ('mean', [2.0 / 2, -1.0 / 2, 4.0 / 2, 3.0 / 2]),  # mean 2
+    ('max', [2.0 / 4, -1.0 / 4, 4.0 / 4, 3.0 / 4]),
+    ('rank', [1 / 3, 0.0, 1.0, 2 / 3]),
+])
+def test_normalizers(normalizer, expected):
+    scores = torch.tensor([2.0, -1.0, 4.0, 3.0])
+    torch.testing.assert_close(normalize_scores(scores, normalizer),
+                               torch.tensor(expected, dtype=torch.float64))
+
+
+def test_groupnorm_groups_keep_multiples_of_their_groups():
+    cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    gn = dict(type='GN', num_groups=8, requires_grad=True)
+    for part in (cfg.model.backbone, cfg.model.decode_head,
+                 cfg.model.auxiliary_head):
+        part.norm_cfg = gn
+    model = build_segmentor(cfg)
+    graph = SegmentorGraph(model, SIZE)
+    multiples = {g.name: g.multiple for g in graph.groups}
+    assert set(multiples.values()) == {8}
+    result = prune_segmentor(model, 'l1', 0.5, SIZE)
+    assert abs(result.achieved_reduction - 0.5) <= 0.005
+    cut = [n for n, keep in result.keep.items()
+           if len(keep) < dict((g.name, g.size) for g in graph.groups)[n]]
+    assert cut and all(len(result.keep[n]) % 8 == 0 for n in cut)
+    for module in result.model.modules():
+        if isinstance(module, torch.nn.GroupNorm):
+            assert module.num_channels % module.num_groups == 0
+    with torch.no_grad():
+        result.model(torch.zeros(1, 3, *SIZE), mode='tensor')

@@ -1,4 +1,5 @@
-"""Building segmentors from configs and loading their weights safely."""
+"""Building segmentors from configs, loading their weights safely, and the
+config of a pruned model."""
 import copy
 import warnings
 from typing import Optional
@@ -6,16 +7,25 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
+from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from ..models import strip_pretrained
-from ..structure import check_segmentor
+from ..structure import check_segmentor, encode_architecture
 from ..utils.cli import quiet_logger
 from ..utils.errors import PruneError
+from ..utils.io import readable_file
 from ..utils.safe_globals import load_checkpoint_file
-from .config import readable_file
+from .mtp_segmentor import mtp_wrapper
+from .pruned_segmentor import strip_pretrained
+
+
+def trained_segmentor(model: nn.Module) -> nn.Module:
+    """The segmentor a runner trains, inside DDP and MTP wrappers."""
+    wrapper = mtp_wrapper(model)
+    if wrapper is not None:
+        return wrapper.segmentor
+    return model.module if is_model_wrapper(model) else model
 
 
 def dense_architecture(cfg: Config) -> dict:
@@ -134,3 +144,38 @@ def load_weights(model: nn.Module, checkpoint: str, cfg: Config,
         print(f'not in the checkpoint, left as initialised: {key}')
     model.load_state_dict(state, strict=False)
     return meta
+
+
+def pruned_config(cfg: Config, architecture: dict,
+                  checkpoint: Optional[str]) -> Config:
+    """The config of a pruned model: ``cfg`` with a ``PrunedSegmentor``.
+
+    Args:
+        cfg (Config): The config the model was pruned from.
+        architecture (dict): The pruned architecture.
+        checkpoint (str | None): Path of the pruned weights, which the model
+            loads when it is built (``model.pruned_weights``; MMEngine
+            replaces ``{{ fileDirname }}`` with the config's folder); None
+            when a checkpoint is always given (tools/test.py, ``--resume``).
+    """
+    out = copy.deepcopy(cfg)
+    out.model = dict(
+        type='PrunedSegmentor',
+        architecture=dense_architecture(cfg),
+        pruned_structure=encode_architecture(architecture),
+        pruned_weights=checkpoint)
+    imports = dict(out.get('custom_imports') or {})
+    names = list(imports.get('imports', []))
+    if 'mmseg_prune' not in names:
+        names.append('mmseg_prune')
+    out.custom_imports = dict(imports, imports=names,
+                              allow_failed_imports=False)
+    out.load_from = None
+    out.resume = False
+    out.pop('pruning', None)
+    # The pruning hooks have done their work; fine-tuning is plain training.
+    out.custom_hooks = [
+        h for h in out.get('custom_hooks', [])
+        if h.get('type') not in ('PruningHook', 'MTPHook')
+    ]
+    return out
