@@ -20,7 +20,8 @@ last one stopped; each finished run is appended to runs.jsonl at once, so a
 killed study loses at most the run in progress.
 
 Example:
-    python benchmarks/criteria.py --quick         # one seed, 0.5, short
+    python benchmarks/criteria.py --quick         # one seed, 0.5, short,
+                                                  # no ablations or KD
     python benchmarks/criteria.py                 # the full study
 """
 import argparse
@@ -40,6 +41,10 @@ MODELS = {
     'deeplabv3_r18': 'configs/proxy/deeplabv3_r18-d8_proxy-128x128.py',
     'pspnet_r18': 'configs/proxy/pspnet_r18-d8_proxy-128x128.py',
 }
+
+
+QUICK_CRITERIA = ['random', 'l1', 'bn_scale', 'fpgm', 'taylor', 'sirfp', 'mtp',
+                  'mtp-label-free']
 
 
 def log(message):
@@ -207,6 +212,33 @@ def train_dense(args, model, cfg, pretrained):
     log(f'dense {model}: val mIoU {record["miou"]:.2f} after '
         f'{seconds / 60:.1f} min')
     return record
+
+
+def dense_finetuned(args, model, cfg, dense):
+    """The dense model after the study's fine-tuning schedule (seed 0):
+    what a pruned model that recovers fully would reach, since the
+    fine-tune also trains on. Cached in ``dense.json``."""
+    from mmseg_prune.apis.runner import evaluate, finetune
+    key = f'miou_finetuned_{args.finetune_iters}'
+    if key in dense:
+        return dense
+    run_dir = osp.join(args.work_dir, model, 'dense_finetuned')
+    tune_cfg = copy.deepcopy(cfg)
+    tune_cfg.randomness = dict(seed=0)
+    tune_cfg.val_dataloader = tune_cfg.val_cfg = None
+    tune_cfg.val_evaluator = None
+    tune_cfg.load_from = osp.abspath(dense['checkpoint'])
+    checkpoint = finetune(_quiet(tune_cfg), osp.join(run_dir, 'plain'),
+                          args.finetune_iters)
+    miou = evaluate(_quiet(copy.deepcopy(cfg)), osp.join(run_dir, 'eval'),
+                    checkpoint)['mIoU']
+    dense = dict(dense, **{key: float(miou)})
+    from mmseg_prune.utils.io import atomic_write_text
+    atomic_write_text(osp.join(args.work_dir, model, 'dense.json'),
+                      json.dumps(dense, indent=2))
+    log(f'dense {model} after the same {args.finetune_iters}-iteration '
+        f'fine-tune: val mIoU {miou:.2f}')
+    return dense
 
 
 # --------------------------------------------------------------------------
@@ -409,11 +441,16 @@ def write_markdown(path, records, command, dense, seconds):
              '']
     for model in models:
         info = dense[model]
+        tuned = {k: v for k, v in info.items()
+                 if k.startswith('miou_finetuned_')}
         lines += [f'## {model}', '',
                   f'Dense val mIoU {info["miou"]:.2f} after '
                   f'{info["iters"]} iterations '
-                  f'({info["train_seconds"] / 60:.0f} min on this machine).',
-                  '',
+                  f'({info["train_seconds"] / 60:.0f} min on this machine)'
+                  + ''.join(f'; {v:.2f} after the same '
+                            f'{k.rsplit("_", 1)[1]}-iteration fine-tune '
+                            'as the pruned models' for k, v in tuned.items())
+                  + '.', '',
                   '| criterion | FLOPs reduction | mIoU zero-shot | '
                   'mIoU fine-tuned | mIoU fine-tuned, distilled | runs |',
                   '|---|---|---|---|---|---|']
@@ -481,7 +518,8 @@ def parse_args(argv=None):
                         'written (default: docs/criteria; --quick: in the '
                         'work dir)')
     parser.add_argument('--quick', action='store_true',
-                        help='one seed, reduction 0.5, fewer iterations')
+                        help='one seed, reduction 0.5, fewer iterations; '
+                        'the methods and baselines, no ablations or KD')
     parser.add_argument('--size', type=int, default=128)
     parser.add_argument('--num-images', type=int, default=680)
     parser.add_argument('--num-cls-images', type=int, default=3000)
@@ -496,11 +534,16 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--criteria', nargs='+', help='study names to run '
                         '(default: all)')
-    parser.add_argument('--second-model', default='pspnet_r18',
-                        help='run at 0.5 only; "none" to skip')
+    parser.add_argument('--second-model',
+                        help='run at 0.5 only; "none" to skip (default: '
+                        'pspnet_r18; --quick: none)')
     parser.add_argument('--stage', choices=['dense', 'all'], default='all')
     args = parser.parse_args(argv)
+    args.second_model = args.second_model or (
+        'none' if args.quick else 'pspnet_r18')
     if args.quick:
+        # The methods and the baselines, without ablations or distillation.
+        args.criteria = args.criteria or QUICK_CRITERIA
         args.reductions, args.seeds = [0.5], [0]
         args.num_cls_images = min(args.num_cls_images, 1000)
         args.cls_epochs = min(args.cls_epochs, 3)
@@ -515,7 +558,7 @@ def parse_args(argv=None):
 
     def distill_variants(name, ratio):
         return [False, True] if name in distilled and ratio >= 0.5 \
-            else [False]
+            and not args.quick else [False]
 
     args.distill_variants = distill_variants
     return args
@@ -541,6 +584,7 @@ def main(argv=None):
     dense = {m: train_dense(args, m, cfgs[m], pretrained) for m in models}
     if args.stage == 'dense':
         return 0
+    dense = {m: dense_finetuned(args, m, cfgs[m], dense[m]) for m in models}
     specs = criteria_specs(pretrained, cls_root, args)
     names = args.criteria or list(specs)
     unknown = set(names) - set(specs)

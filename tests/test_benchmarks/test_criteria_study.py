@@ -33,6 +33,8 @@ def test_smallest_setting_end_to_end(tmp_path):
         for key in ('miou_dense', 'miou_pruned', 'miou_finetuned'):
             assert 0 <= record[key] <= 100
     assert data['dense']['deeplabv3_r18']['iters'] == 2
+    # The dense reference after the same fine-tune as the pruned models.
+    assert 0 <= data['dense']['deeplabv3_r18']['miou_finetuned_1'] <= 100
     table = open(out + '.md').read()
     assert 'python benchmarks/criteria.py' in table
     assert '| sirfp | 0.5' in table
