@@ -82,14 +82,9 @@ class MTPCriterion(BaseCriterion):
 
     def watch(self, model, graph):
         """Score with the search of the training run's MTPSegmentor."""
-        wrapper = mtp_wrapper(model)
-        if wrapper is None:
-            name = type(getattr(model, 'module', model)).__name__
-            raise PruneError(
-                'pruning with the mtp criterion during training needs '
-                'model=dict(type="MTPSegmentor", segmentor=...) and an '
-                f'MTPHook in the config; the model is a {name}')
-        self.model = wrapper
+        self.model = mtp_wrapper(
+            model, required_by='pruning with the mtp criterion during '
+            'training (beside an MTPHook)')
 
     def finish(self, model):
         """End the run's search: from here it trains the plain segmentor."""

@@ -40,12 +40,7 @@ class MTPHook(Hook):
         self._cls_batches = None
 
     def before_train(self, runner) -> None:
-        if mtp_wrapper(runner.model) is None:
-            model = getattr(runner.model, 'module', runner.model)
-            raise PruneError(
-                'MTPHook needs model=dict(type="MTPSegmentor", segmentor=...)'
-                f' in the config; the model is a {type(model).__name__}')
-        wrapper = mtp_wrapper(runner.model)
+        wrapper = mtp_wrapper(runner.model, required_by='MTPHook')
         optimized = {id(p) for group in
                      runner.optim_wrapper.optimizer.param_groups
                      for p in group['params']}

@@ -299,12 +299,26 @@ def prepare_step(model: 'MTPSegmentor', iteration: int, period: dict,
         model.task == 'cls' and cls_batches is not None) else None
 
 
-def mtp_wrapper(model: nn.Module) -> Optional[MTPSegmentor]:
+def mtp_wrapper(model: nn.Module,
+                required_by: Optional[str] = None) -> Optional[MTPSegmentor]:
     """The :class:`MTPSegmentor` a runner trains (inside a DDP wrapper or
-    not), or None when it trains something else."""
+    not), or None when it trains something else.
+
+    Args:
+        model (nn.Module): The model the runner trains.
+        required_by (str, optional): Who needs the wrapper: without it the
+            error names them instead of returning None.
+    """
     from mmengine.model import is_model_wrapper
     model = model.module if is_model_wrapper(model) else model
-    return model if isinstance(model, MTPSegmentor) else None
+    if isinstance(model, MTPSegmentor):
+        return model
+    if required_by is not None:
+        raise PruneError(
+            f'{required_by} needs model=dict(type="MTPSegmentor", '
+            f'segmentor=...) in the config; the model is a '
+            f'{type(model).__name__}')
+    return None
 
 
 def _accept_segmentor_keys(state_dict, prefix, *args) -> None:
