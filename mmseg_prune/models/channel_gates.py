@@ -32,8 +32,11 @@ class ChannelGates(nn.Module):
         graph (SegmentorGraph): Channel groups of a model with the same
             architecture and module names as ``segmentor`` (a copy is fine).
         segmentor (nn.Module): The model whose layers are gated.
-        ignore (Sequence[str]): ``fnmatch`` patterns; groups with a
-            matching member get no scores.
+        ignore (Sequence[str]): ``fnmatch`` patterns of modules whose
+            output channels are never pruned, as
+            :class:`~mmseg_prune.structure.SegmentorGraph` reads them: a
+            group that such a module produces gets no scores (a group that
+            only feeds one, such as the last head layer's input, does).
 
     Attributes:
         scores (nn.ParameterDict): Group key (the group name with ``-`` for
@@ -54,7 +57,7 @@ class ChannelGates(nn.Module):
                     is_gatable(modules[m.name]) for m in members):
                 continue
             if any(fnmatch.fnmatch(m.name, p) for m in group.members
-                   for p in ignore):
+                   if m.dim == 'out' for p in ignore):
                 continue
             key = _key(group.name)
             self.scores[key] = nn.Parameter(torch.ones(group.size))
