@@ -218,20 +218,14 @@ def dense_finetuned(args, model, cfg, dense):
     """The dense model after the study's fine-tuning schedule (seed 0):
     what a pruned model that recovers fully would reach, since the
     fine-tune also trains on. Cached in ``dense.json``."""
-    from mmseg_prune.apis.runner import evaluate, finetune
     key = f'miou_finetuned_{args.finetune_iters}'
     if key in dense:
         return dense
-    run_dir = osp.join(args.work_dir, model, 'dense_finetuned')
-    tune_cfg = copy.deepcopy(cfg)
-    tune_cfg.randomness = dict(seed=0)
-    tune_cfg.val_dataloader = tune_cfg.val_cfg = None
-    tune_cfg.val_evaluator = None
-    tune_cfg.load_from = osp.abspath(dense['checkpoint'])
-    checkpoint = finetune(_quiet(tune_cfg), osp.join(run_dir, 'plain'),
-                          args.finetune_iters)
-    miou = evaluate(_quiet(copy.deepcopy(cfg)), osp.join(run_dir, 'eval'),
-                    checkpoint)['mIoU']
+    dense_cfg = _quiet(copy.deepcopy(cfg))
+    dense_cfg.load_from = osp.abspath(dense['checkpoint'])
+    miou = _finetune_and_evaluate(
+        args, cfg, dense, dense_cfg,
+        osp.join(args.work_dir, model, 'dense_finetuned'), 0, False)
     dense = dict(dense, **{key: float(miou)})
     from mmseg_prune.utils.io import atomic_write_text
     atomic_write_text(osp.join(args.work_dir, model, 'dense.json'),
@@ -361,7 +355,11 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
 
 def _finetune_and_evaluate(args, cfg, dense, pruned_cfg, run_dir, seed,
                            distill):
-    """Fine-tune with the study's fixed schedule; the val mIoU after it."""
+    """Fine-tune with the study's fixed schedule; the val mIoU after it.
+
+    ``pruned_cfg`` holds its weights (a pruned config's own, or
+    ``load_from``); ``cfg`` and ``dense`` give the distillation teacher.
+    """
     from mmseg_prune.apis import dense_architecture
     from mmseg_prune.apis.runner import evaluate, finetune
     tune_cfg = copy.deepcopy(pruned_cfg)
