@@ -42,12 +42,11 @@ def official_order(weights):
 
 
 def watched(model, size):
-    from mmseg_prune.structure import output_layers
+    """The model's graph and the layers SIRFP watches in it."""
+    from mmseg_prune.criteria import SIRFPCriterion
     from mmseg_prune.structure import SegmentorGraph
     graph = SegmentorGraph(model, (size, size))
-    names = sorted({m.name for g in graph.groups
-                    for m in output_layers(graph, g)})
-    return graph, names
+    return graph, SIRFPCriterion.watched_layers(graph)
 
 
 def selection(size):

@@ -29,7 +29,7 @@ class BaseCriterion:
     requires_data = False
     #: Whether the criterion learns from the training run it prunes.
     learns_during_training = False
-    #: :class:`~mmseg_prune.budget.FlopsBudget` arguments this criterion's
+    #: :class:`~mmseg_prune.pruner.FlopsBudget` arguments this criterion's
     #: method prescribes; the config's ``pruning.budget`` overrides them.
     budget_defaults: dict = {}
     #: Whether pruning folds removed channels into the next biases by

@@ -56,7 +56,7 @@ class PruningHook(Hook):
         input_shape (tuple[int, int], optional): Where FLOPs are counted.
             Default: the config's crop size.
         ignore (Sequence[str]): Module patterns never pruned.
-        budget (dict, optional): :class:`~mmseg_prune.budget.FlopsBudget`
+        budget (dict, optional): :class:`~mmseg_prune.pruner.FlopsBudget`
             arguments over the criterion's defaults.
         bias_compensation (bool, optional): Fold removed channels into the
             next biases. Default: the criterion's (True for SIRFP).

@@ -138,7 +138,7 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
             that need it.
         ignore (Sequence[str]): Patterns of modules never to prune.
         budget (dict, optional): Keyword arguments of
-            :class:`~mmseg_prune.budget.FlopsBudget`.
+            :class:`~mmseg_prune.pruner.FlopsBudget`.
         bias_compensation (bool, optional): Fold what removed channels fed
             the next layers into their biases
             (:mod:`~mmseg_prune.structure.bias_compensation`). Default: the
