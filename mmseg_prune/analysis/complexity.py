@@ -175,11 +175,11 @@ def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
 
 def default_input_shape(cfg) -> Sequence[int]:
     """(H, W) to count FLOPs at: the preprocessor's size or the crop size."""
-    size = cfg.model.get('data_preprocessor', {}).get('size') or \
+    model = cfg.model
+    if model.get('type') == 'PrunedSegmentor' and model.get('architecture'):
+        model = model.architecture  # an older pruned config
+    size = model.get('data_preprocessor', {}).get('size') or \
         cfg.get('crop_size')
-    if size is None and cfg.model.get('type') == 'PrunedSegmentor':
-        size = cfg.model.architecture.get('data_preprocessor',
-                                          {}).get('size')
     if size is None:
         raise PruneError('the config sets no crop size; pass --input-shape '
                          'H W')

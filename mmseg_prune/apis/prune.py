@@ -7,7 +7,8 @@ from typing import Dict
 import torch
 from mmengine.config import Config
 
-from ..models.builder import build_segmentor, pruned_config
+from ..models.builder import (build_segmentor, config_dataset_meta,
+                              pruned_config)
 from ..pruner import PruneResult
 from ..structure import extract_architecture
 from ..utils.io import atomic_file_set
@@ -40,6 +41,8 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
     previous set whole, never a new checkpoint beside an old config. The
     pruned structure is recorded against the dense architecture of ``cfg``,
     so a model pruned twice still rebuilds from the original dense config.
+    The checkpoint's ``meta['dataset_meta']`` (classes, palette) is the
+    dense checkpoint's, else that of the config's dataset.
 
     Returns:
         dict[str, str]: Kind -> path of each file written.
@@ -53,6 +56,12 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
         mmseg_prune_version=__version__,
         time=datetime.datetime.now().isoformat(timespec='seconds'),
         pruning=dict(report, layers=None))
+    # Classes and palette, as in every checkpoint mmseg's runner writes:
+    # the dense checkpoint's, else the config's dataset's.
+    dataset_meta = getattr(result.model, 'dataset_meta', None) or \
+        config_dataset_meta(cfg)
+    if dataset_meta:
+        meta['dataset_meta'] = dataset_meta
     # Relative to the config, so the work dir can be moved whole.
     out_cfg = pruned_config(cfg, architecture,
                             '{{ fileDirname }}/' + OUTPUTS['checkpoint'])

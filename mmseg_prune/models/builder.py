@@ -34,10 +34,16 @@ def dense_architecture(cfg: Config) -> dict:
     model = cfg.model
     if model.get('type') == 'MTPSegmentor':
         model = model.segmentor
+    model = copy.deepcopy(dict(model.to_dict() if hasattr(model, 'to_dict')
+                               else model))
     if model.get('type') == 'PrunedSegmentor':
-        model = model.architecture
-    return copy.deepcopy(dict(model.to_dict() if hasattr(model, 'to_dict')
-                              else model))
+        fields = {k: v for k, v in model.items() if k not in (
+            'type', 'segmentor_type', 'architecture', 'pruned_structure',
+            'pruned_weights')}
+        if model.get('architecture') is not None:  # an older pruned config
+            return dict(model['architecture'], **fields)
+        return dict(fields, type=model['segmentor_type'])
+    return model
 
 
 def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
@@ -70,7 +76,10 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
     check_segmentor(model)
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
-        load_weights(model, checkpoint, cfg, allow_partial)
+        meta = load_weights(model, checkpoint, cfg, allow_partial)
+        if meta.get('dataset_meta'):
+            # As mmseg's init_model keeps it; a pruned copy carries it on.
+            model.dataset_meta = meta['dataset_meta']
     else:
         with warnings.catch_warnings(), quiet_logger():
             warnings.simplefilter('ignore')
@@ -146,6 +155,33 @@ def load_weights(model: nn.Module, checkpoint: str, cfg: Config,
     return meta
 
 
+def config_dataset_meta(cfg: Config) -> Optional[dict]:
+    """Classes and palette of the config's dataset, as mmseg's runner
+    stores them in a checkpoint's ``meta['dataset_meta']``.
+
+    The dataset type's ``METAINFO`` updated by the config's ``metainfo``,
+    looked up through dataset wrappers (ConcatDataset, RepeatDataset);
+    None when the config names no known dataset. Nothing is read from disk.
+    """
+    from mmseg.registry import DATASETS
+    for split in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(split) or {}).get('dataset')
+        while isinstance(dataset, dict) and ('dataset' in dataset
+                                             or 'datasets' in dataset):
+            dataset = dataset.get('dataset') or dataset['datasets'][0]
+        if not isinstance(dataset, dict):
+            continue
+        dataset_type = DATASETS.get(dataset.get('type')) \
+            if isinstance(dataset.get('type'), str) else dataset.get('type')
+        if dataset_type is None:
+            continue
+        meta = copy.deepcopy(dict(getattr(dataset_type, 'METAINFO', {})))
+        meta.update(copy.deepcopy(dict(dataset.get('metainfo') or {})))
+        if meta.get('classes'):
+            return meta
+    return None
+
+
 def pruned_config(cfg: Config, architecture: dict,
                   checkpoint: Optional[str]) -> Config:
     """The config of a pruned model: ``cfg`` with a ``PrunedSegmentor``.
@@ -159,9 +195,10 @@ def pruned_config(cfg: Config, architecture: dict,
             when a checkpoint is always given (tools/test.py, ``--resume``).
     """
     out = copy.deepcopy(cfg)
+    dense = dense_architecture(cfg)
+    # The dense model's fields stay where tools look for them.
     out.model = dict(
-        type='PrunedSegmentor',
-        architecture=dense_architecture(cfg),
+        type='PrunedSegmentor', segmentor_type=dense.pop('type'), **dense,
         pruned_structure=encode_architecture(architecture),
         pruned_weights=checkpoint)
     imports = dict(out.get('custom_imports') or {})

@@ -83,34 +83,46 @@ def _load_pruned_weights(model, path):
 
 
 @MODELS.register_module()
-def PrunedSegmentor(architecture, pruned_structure, pruned_weights=None,
-                    **overrides):
-    """Build ``architecture`` and resize it to ``pruned_structure``.
+def PrunedSegmentor(pruned_structure, pruned_weights=None,
+                    segmentor_type=None, architecture=None, **fields):
+    """Build the dense segmentor and resize it to ``pruned_structure``.
 
-    The result is the plain segmentor that ``architecture`` describes
-    (an ``EncoderDecoder``, say), with smaller layers, so its state dict,
+    The result is the plain segmentor of the dense config (an
+    ``EncoderDecoder``, say), with smaller layers, so its state dict,
     training and inference are those of any mmseg model.
 
+    A pruned config keeps the dense model's fields where the dense config
+    has them (``model.backbone``, ``model.decode_head``, ``model.test_cfg``,
+    ...), so tools that read them (mmseg's, mmdeploy's) find them; only
+    ``model.type`` changes, the dense type moving to ``segmentor_type``.
+
     Args:
-        architecture (dict): The dense model config.
         pruned_structure (dict): The pruned architecture, as recorded by
             :func:`mmseg_prune.structure.extract_architecture` (or encoded
             by :func:`~mmseg_prune.structure.encode_architecture`).
         pruned_weights (str, optional): Checkpoint loaded when the model is
             built, so that fine-tuning starts from the pruned weights.
             ``load_from``, ``--resume`` and test checkpoints load over it.
-        **overrides: Keys set on ``architecture`` before building (mmseg's
-            ``init_model`` sets ``train_cfg`` and ``pretrained``, for
-            example).
+        segmentor_type (str): The dense model's ``type``.
+        architecture (dict, optional): The whole dense model config, as
+            older pruned configs give it; ``fields`` then override
+            its keys (mmseg's ``init_model`` sets ``train_cfg`` and
+            ``pretrained``, for example).
+        **fields: The dense model's other fields.
 
     Returns:
         nn.Module: The pruned segmentor.
     """
-    if not isinstance(architecture, dict) or 'type' not in architecture:
-        raise PruneError('PrunedSegmentor needs architecture=<the dense '
-                         'model config dict>')
-    cfg = copy.deepcopy(dict(architecture))
-    cfg.update(overrides)
+    if architecture is not None:
+        if not isinstance(architecture, dict) or 'type' not in architecture:
+            raise PruneError('PrunedSegmentor needs architecture=<the dense '
+                             'model config dict>')
+        cfg = dict(copy.deepcopy(dict(architecture)), **fields)
+    elif segmentor_type is None:
+        raise PruneError('PrunedSegmentor needs segmentor_type=<the dense '
+                         "model's type> beside the dense model's fields")
+    else:
+        cfg = dict(copy.deepcopy(fields), type=segmentor_type)
     model = MODELS.build(strip_pretrained(cfg))
     pruned_structure = decode_architecture(pruned_structure)
     apply_architecture(model, pruned_structure)

@@ -78,3 +78,66 @@ def test_work_dir_moved_whole_still_loads(pruned_dir, tmp_path):
     reference = torch.load(osp.join(out, 'pruned.pth'))['state_dict']
     for key, value in model.state_dict().items():
         assert torch.equal(value, reference[key]), key
+
+
+def test_pruned_config_keeps_the_dense_fields(pruned_dir):
+    """Tools that read cfg.model.backbone, decode_head or test_cfg (mmseg's,
+    mmdeploy's) find the dense model's values there."""
+    out, _ = pruned_dir
+    dense = load_config(SMALL).model
+    pruned = load_config(osp.join(out, 'pruned_config.py')).model
+    assert pruned.type == 'PrunedSegmentor'
+    assert pruned.segmentor_type == dense.type == 'EncoderDecoder'
+    for key in ('backbone', 'decode_head', 'auxiliary_head', 'test_cfg',
+                'data_preprocessor'):
+        assert pruned[key] == dense[key], key
+
+
+def test_an_older_pruned_config_still_builds(pruned_dir):
+    """Configs that held the dense model under ``architecture`` load."""
+    out, result = pruned_dir
+    cfg = load_config(osp.join(out, 'pruned_config.py'))
+    fields = {k: cfg.model.pop(k) for k in list(cfg.model)
+              if k not in ('type', 'pruned_structure', 'pruned_weights')}
+    cfg.model.architecture = dict(fields, type=fields.pop('segmentor_type'))
+    cfg.model.train_cfg = None  # what mmseg's init_model sets on top
+    model = build_segmentor(cfg)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model._forward(x),
+                                   result.model.eval()._forward(x))
+
+
+OCRNET = 'mmseg::ocrnet/ocrnet_hr18s_4xb4-80k_ade20k-512x512.py'
+
+
+def test_pruned_checkpoint_names_the_dense_classes(tmp_path, demo_root):
+    """init_model finds the classes and palette in pruned.pth: the dense
+    checkpoint's, else the config's dataset's. OCRNet's cascade head, which
+    mmseg's fallback cannot read, infers too."""
+    from mmseg.datasets import ADE20KDataset
+
+    from tests.helpers import small_crop_config
+    cfg = small_crop_config(OCRNET)
+    dense = build_segmentor(cfg)
+    classes = tuple(f'thing {i}' for i in range(150))
+    palette = [[i, 255 - i, 7] for i in range(150)]
+    checkpoint = str(tmp_path / 'dense.pth')
+    torch.save(dict(state_dict=dense.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=classes,
+                                                palette=palette))),
+               checkpoint)
+    image = osp.join(demo_root, 'JPEGImages', 'demo_00000.jpg')
+    for name, weights, want in (
+            ('from_checkpoint', checkpoint, classes),
+            ('from_config', None, ADE20KDataset.METAINFO['classes'])):
+        result = prune_segmentor(build_segmentor(cfg, weights), 'l1', 0.5,
+                                 (64, 64))
+        out = str(tmp_path / name)
+        save_pruned(result, cfg, out, build_report(result, 'l1', 0.5))
+        model = init_model(osp.join(out, 'pruned_config.py'),
+                           osp.join(out, 'pruned.pth'), device='cpu')
+        assert tuple(model.dataset_meta['classes']) == tuple(want), name
+        assert len(model.dataset_meta['palette']) == 150
+        prediction = inference_model(model, image)
+        assert prediction.pred_sem_seg.data.shape[0] == 1
