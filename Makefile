@@ -30,6 +30,8 @@ $(STAMP): setup.py requirements.txt
 	# mmcv full: a wheel from PIP_FIND_LINKS if offered, else a source build.
 	$(PIP) install -q --no-build-isolation mmcv==2.1.0
 	$(PIP) install -q mmsegmentation==1.2.2 numpy prettytable ftfy regex pytest
+	# The deploy extra: tools/export_onnx.py and its test.
+	$(PIP) install -q onnx onnxruntime
 	# torch-pruning needs only torch and numpy; resolving its torch would
 	# upgrade setuptools again.
 	$(PIP) install -q --no-deps torch-pruning==1.6.1

@@ -7,15 +7,22 @@ version = {}
 with open(osp.join(here, 'mmseg_prune', 'version.py')) as f:
     exec(f.read(), version)
 
-# requirements.txt is the one list. torch and mmcv are not required here:
+# requirements.txt is the one list; entries marked `extra: NAME` are
+# extras. torch and mmcv are not required here:
 # pip would resolve a CUDA torch and cannot build mmcv without
 # --no-build-isolation, so the Makefile installs both first (see README).
+install_requires, extras_require = [], {}
 with open(osp.join(here, 'requirements.txt')) as f:
-    install_requires = [
-        line.split('#')[0].strip() for line in f
-        if line.split('#')[0].strip() and not line.startswith(
-            ('torch==', 'mmcv==', 'pytest'))
-    ]
+    for line in f:
+        requirement, _, comment = (part.strip() for part in
+                                   line.partition('#'))
+        if not requirement or requirement.startswith(('torch==', 'mmcv==')):
+            continue
+        if comment.startswith('extra:'):
+            extra = comment[len('extra:'):].strip()
+            extras_require.setdefault(extra, []).append(requirement)
+        else:
+            install_requires.append(requirement)
 
 setup(
     name='mmseg-prune',
@@ -27,6 +34,6 @@ setup(
     packages=find_packages(include=['mmseg_prune', 'mmseg_prune.*']),
     python_requires='>=3.9',  # math.lcm
     install_requires=install_requires,
-    extras_require=dict(tests=['pytest']),
+    extras_require=extras_require,
     license='Apache-2.0',
 )

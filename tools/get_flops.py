@@ -14,7 +14,10 @@ import sys
 
 from prettytable import PrettyTable
 
-from mmseg_prune.analysis import count_complexity, measure_latency
+import torch
+
+from mmseg_prune.analysis import (check_quiet, count_complexity,
+                                  measure_latency)
 from mmseg_prune.apis import build_segmentor, default_input_shape, load_config
 from mmseg_prune.utils.cli import CfgOptionsAction, human, run_cli
 
@@ -28,9 +31,13 @@ def parse_args(argv):
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input shape (default: the config crop size)')
     parser.add_argument('--latency', action='store_true',
-                        help='also time inference on the CPU')
+                        help='also time inference on the CPU (median and '
+                        'interquartile spread; warns when other work keeps '
+                        'the cores busy)')
     parser.add_argument('--runs', type=int, default=5,
-                        help='timed runs for --latency (median reported)')
+                        help='timed runs for --latency')
+    parser.add_argument('--threads', type=int,
+                        help='CPU threads for --latency (default: torch\'s)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
@@ -57,8 +64,13 @@ def main(argv=None):
     summary.add_row([f'1x3x{shape[0]}x{shape[1]}', human(complexity.flops),
                      human(complexity.params)])
     if args.latency:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        check_quiet(torch.get_num_threads())
         latency = measure_latency(model, shape, runs=args.runs)
-        summary.add_column('CPU latency (median)', [f'{latency:.1f} ms'])
+        summary.add_column(
+            f'CPU latency ({torch.get_num_threads()} threads, median ± '
+            'IQR)', [str(latency)])
     print(summary)
     return 0
 

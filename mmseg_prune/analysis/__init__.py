@@ -1,8 +1,10 @@
 from .complexity import (Complexity, InferenceForward, count_complexity,
-                         default_input_shape, inference_params,
-                         measure_latency)
+                         default_input_shape, inference_params)
+from .latency import (Latency, busy_cores, check_quiet, measure_latency,
+                      segmentor_forward, time_interleaved)
 
 __all__ = [
     'Complexity', 'InferenceForward', 'count_complexity',
-    'default_input_shape', 'inference_params', 'measure_latency'
+    'default_input_shape', 'inference_params', 'Latency', 'busy_cores',
+    'check_quiet', 'measure_latency', 'segmentor_forward', 'time_interleaved'
 ]

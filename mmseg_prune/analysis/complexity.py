@@ -8,7 +8,6 @@ no auxiliary head) for one image of a stated input shape.
 """
 import contextlib
 import functools
-import time
 from dataclasses import dataclass
 from typing import Dict, Sequence
 
@@ -144,35 +143,6 @@ def count_complexity(segmentor: nn.Module,
 
 
 @torch.no_grad()
-def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
-                    warmup: int = 2, runs: int = 5) -> float:
-    """Median CPU latency of one tensor-mode inference, in milliseconds.
-
-    Args:
-        segmentor (nn.Module): The segmentor.
-        input_shape (tuple[int, int]): (H, W).
-        warmup (int): Untimed runs first. Default: 2.
-        runs (int): Timed runs; the median is returned. Default: 5.
-
-    Returns:
-        float: Median latency in ms.
-    """
-    was_training = segmentor.training
-    segmentor.eval()
-    inputs = torch.randn(1, 3, *input_shape)
-    try:
-        for _ in range(warmup):
-            segmentor._forward(inputs)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            segmentor._forward(inputs)
-            times.append((time.perf_counter() - start) * 1000)
-    finally:
-        segmentor.train(was_training)
-    return sorted(times)[len(times) // 2]
-
-
 def default_input_shape(cfg) -> Sequence[int]:
     """(H, W) to count FLOPs at: the preprocessor's size or the crop size."""
     model = cfg.model

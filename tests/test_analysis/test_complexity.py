@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmengine.analysis import get_model_complexity_info
 
 from mmseg_prune.analysis import (InferenceForward, count_complexity,
-                                  inference_params, measure_latency)
+                                  inference_params)
 from mmseg_prune.apis import prune_segmentor
 
 
@@ -34,31 +34,6 @@ def test_counting_keeps_training_mode(small_model):
     small_model.train()
     count_complexity(small_model, (64, 64))
     assert small_model.training
-
-
-def test_latency_is_the_median_of_the_timed_runs(small_model, monkeypatch):
-    # A fake clock: each timed forward takes the next of these durations.
-    durations = iter([0.005, 0.001, 0.003])
-    clock = [0.0]
-
-    def perf_counter():
-        return clock[0]
-
-    forwards = []
-
-    def forward(inputs):
-        forwards.append(tuple(inputs.shape))
-        if len(forwards) > 1:  # the first is the warm-up, untimed
-            clock[0] += next(durations)
-
-    from mmseg_prune.analysis import complexity
-    monkeypatch.setattr(complexity.time, 'perf_counter', perf_counter)
-    monkeypatch.setattr(small_model, '_forward', forward)
-    small_model.train()
-    latency = measure_latency(small_model, (64, 96), warmup=1, runs=3)
-    assert latency == pytest.approx(3.0)  # ms: the median of 5, 1, 3
-    assert forwards == [(1, 3, 64, 96)] * 4
-    assert small_model.training  # the mode is restored
 
 
 @pytest.mark.parametrize('pruned', [False, True])

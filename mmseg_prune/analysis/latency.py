@@ -1,0 +1,148 @@
+"""Latency figures that repeat: a quiet machine, fixed threads, warm-up,
+interleaved candidates, and the median with its spread.
+
+Two threads on two cores that other jobs share can run 30 times slower than
+on a quiet machine, so a figure taken under load measures the load. Before
+timing, :func:`check_quiet` looks at how busy the cores are; the candidates
+(dense and pruned, torch and onnxruntime) are then timed in one process,
+one run of each in turn, so that a change of load hits them alike.
+"""
+import os
+import time
+import warnings
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..utils.errors import PruneError
+
+#: A median whose interquartile range exceeds this share of it is flagged.
+MAX_SPREAD = 0.10
+
+
+class Latency(NamedTuple):
+    """Timed runs of one candidate, in milliseconds."""
+    times: List[float]
+
+    @property
+    def median(self) -> float:
+        ordered = sorted(self.times)
+        return ordered[len(ordered) // 2]
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median (0.05 = 5%)."""
+        ordered = sorted(self.times)
+        n = len(ordered)
+        if n < 2:
+            return 0.0
+        low, high = ordered[n // 4], ordered[n - 1 - n // 4]
+        return (high - low) / self.median if self.median else 0.0
+
+    @property
+    def steady(self) -> bool:
+        return self.spread <= MAX_SPREAD
+
+    def __str__(self) -> str:
+        flag = '' if self.steady else ' (unsteady)'
+        return f'{self.median:.1f} ms ± {self.spread:.0%}{flag}'
+
+
+def busy_cores(interval: float = 0.5) -> Optional[float]:
+    """Cores kept busy by other work over ``interval`` seconds (Linux
+    ``/proc/stat``); None where it cannot be read."""
+    def sample():
+        with open('/proc/stat') as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 == total0:
+        return 0.0
+    busy = 1 - (idle1 - idle0) / (total1 - total0)
+    return busy * (os.cpu_count() or 1)
+
+
+def check_quiet(threads: int, strict: bool = False,
+                interval: float = 0.5) -> Optional[float]:
+    """Warn (or, ``strict``, refuse) when other work leaves fewer than
+    ``threads`` cores free; returns the busy cores measured."""
+    busy = busy_cores(interval)
+    cores = os.cpu_count() or 1
+    if busy is None or cores - busy >= threads - 0.25:
+        return busy
+    message = (f'the machine is busy: {busy:.1f} of {cores} cores are in use '
+               f'by other work, and timing needs {threads} free; latency '
+               'taken now measures the load, not the model. Stop the other '
+               'jobs, or time with fewer threads')
+    if strict:
+        raise PruneError(message)
+    warnings.warn(message)
+    return busy
+
+
+def time_interleaved(candidates: Dict[str, Callable[[], object]],
+                     runs: int = 5, warmup: int = 2,
+                     clock: Optional[Callable[[], float]] = None
+                     ) -> Dict[str, Latency]:
+    """Time each candidate ``runs`` times, one run of each in turn, after
+    ``warmup`` untimed runs of each.
+
+    Returns:
+        dict[str, Latency]: Name -> its timed runs.
+    """
+    clock = clock or time.perf_counter
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    times = {name: [] for name in candidates}
+    for _ in range(runs):
+        for name, run in candidates.items():
+            start = clock()
+            run()
+            times[name].append((clock() - start) * 1000)
+    return {name: Latency(t) for name, t in times.items()}
+
+
+def segmentor_forward(segmentor: nn.Module,
+                      input_shape: Sequence[int]) -> Callable[[], object]:
+    """One tensor-mode inference of ``segmentor`` on a fixed random image,
+    without autograd; the segmentor must be in eval mode."""
+    inputs = torch.randn(1, 3, *input_shape,
+                         generator=torch.Generator().manual_seed(0))
+
+    def run():
+        with torch.no_grad():
+            return segmentor._forward(inputs)
+
+    return run
+
+
+def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
+                    warmup: int = 2, runs: int = 5) -> Latency:
+    """Latency of one tensor-mode inference of ``segmentor``.
+
+    Args:
+        segmentor (nn.Module): The segmentor; its mode is restored.
+        input_shape (tuple[int, int]): (H, W).
+        warmup (int): Untimed runs first. Default: 2.
+        runs (int): Timed runs. Default: 5.
+
+    Returns:
+        Latency: The timed runs (``.median`` in ms, ``.spread``).
+    """
+    was_training = segmentor.training
+    segmentor.eval()
+    try:
+        return time_interleaved(
+            dict(model=segmentor_forward(segmentor, input_shape)), runs,
+            warmup)['model']
+    finally:
+        segmentor.train(was_training)
