@@ -198,6 +198,8 @@ def train_dense(args, model, cfg, pretrained):
                          val_interval=iters)
     cfg.param_scheduler[0]['end'] = iters
     cfg.randomness = dict(seed=0)
+    # A stopped study goes on from the last checkpoint (every 500 iters).
+    cfg.resume = True
     log(f'training dense {model} for {iters} iterations')
     start, cpu_start = time.time(), time.process_time()
     runner = Runner.from_cfg(cfg)
