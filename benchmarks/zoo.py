@@ -4,7 +4,9 @@ Each family runs in a subprocess with a time limit, so one failure or hang
 does not stop the table. For every family: build the dense model, prune 50%
 of its FLOPs (MACs) with the L1 criterion at 1x3x512x512, check that the
 pruned model rebuilds from its pruned_config.py with identical outputs, and
-time dense and pruned inference on the CPU (median of --runs runs).
+time dense and pruned inference on the CPU, in turn, with a fixed thread
+count (median of --runs runs and its spread). It refuses to time on a busy
+machine.
 
 Example:
     python benchmarks/zoo.py --out docs/zoo.md
@@ -76,13 +78,19 @@ def representative(family):
     return min(square, key=lambda n: (len(n), n)) if square else None
 
 
+#: Largest output difference accepted between the pruned model and its
+#: rebuild from pruned_config.py; a row beyond it fails.
+RELOAD_ATOL = 1e-4
+
+
 def run_one(config, runs, size):
     """Prune one config; print a JSON line with the figures."""
     import torch
     from torch_pruning.utils import flatten_as_list
 
     import mmseg_prune  # noqa: F401
-    from mmseg_prune.analysis import measure_latency
+    from mmseg_prune.analysis import (busy_cores, segmentor_forward,
+                                      time_interleaved)
     from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                                   prune_segmentor, save_pruned)
     from mmseg_prune.apis import default_input_shape
@@ -92,6 +100,7 @@ def run_one(config, runs, size):
     row = dict(config=config)
     with quiet_logger():
         cfg = load_config('mmseg::' + config)
+        torch.manual_seed(0)  # the same dense weights in every run
         dense = build_segmentor(cfg)
         start = time.perf_counter()
         try:
@@ -110,18 +119,38 @@ def run_one(config, runs, size):
                                 build_report(result, 'l1', 0.5))
             reloaded = build_segmentor(load_config(paths['config']))
             x = torch.randn(1, 3, *shape)
-            with torch.no_grad():
-                diff = max((a - b).abs().max().item() for a, b in zip(
-                    flatten_as_list(reloaded._forward(x)),
-                    flatten_as_list(result.model.eval()._forward(x))))
+            outputs = []
+            for model in (reloaded, result.model.eval()):
+                # Seeded: SegNeXt's Hamburger head draws random NMF bases
+                # in every forward (rand_init=True in mmseg), so its dense
+                # model differs from itself by about 0.1 between calls.
+                torch.manual_seed(0)
+                with torch.no_grad():
+                    outputs.append(flatten_as_list(model._forward(x)))
+            diff = max((a - b).abs().max().item()
+                       for a, b in zip(*outputs))
+        if not diff <= RELOAD_ATOL:
+            raise PruneError(f'the pruned model rebuilt from its '
+                             f'pruned_config.py differs by {diff:.1e} > '
+                             f'{RELOAD_ATOL:g}')
+        # Dense and pruned in turn, so that a change of load hits both;
+        # timed again once if either spread is over 10%.
+        candidates = dict(dense=segmentor_forward(dense.eval(), shape),
+                          pruned=segmentor_forward(result.model, shape))
+        for attempt in range(2):
+            busy = busy_cores(0.5)
+            latency = time_interleaved(candidates, runs, warmup=2)
+            if all(t.steady for t in latency.values()):
+                break
         row.update(
             dense_flops=result.dense.flops, dense_params=result.dense.params,
             pruned_flops=result.pruned.flops,
             pruned_params=result.pruned.params,
-            reload_max_diff=diff,
-            dense_ms=measure_latency(dense, shape, warmup=1, runs=runs),
-            pruned_ms=measure_latency(result.model, shape, warmup=1,
-                                      runs=runs))
+            reload_max_diff=diff, busy_cores=busy,
+            dense_ms=latency['dense'].median,
+            pruned_ms=latency['pruned'].median,
+            dense_spread=latency['dense'].spread,
+            pruned_spread=latency['pruned'].spread)
     print('ZOO_RESULT ' + json.dumps(row))
 
 
@@ -144,16 +173,25 @@ def main():
     parser.add_argument('--out', default='docs/zoo.md')
     parser.add_argument('--families', nargs='*')
     parser.add_argument('--timeout', type=int, default=900)
-    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed runs of dense and pruned, in turn')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='CPU threads of every timing')
+    parser.add_argument('--allow-busy', action='store_true',
+                        help='time even when other work keeps the cores '
+                        'busy (the figures then measure the load)')
     parser.add_argument('--one', help=argparse.SUPPRESS)
     parser.add_argument('--size', type=int, default=512,
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
     if args.one:
         return run_one(args.one, args.runs, args.size)
-    import torch
 
+    from mmseg_prune.analysis import check_quiet
     from mmseg_prune.utils.io import atomic_write_text
+    check_quiet(args.threads, strict=not args.allow_busy)
     families = args.families or sorted(
         f for f in os.listdir(zoo_root())
         if not f.startswith(('_', '.')) and f not in NOT_MODELS
@@ -176,7 +214,8 @@ def main():
             for size in (512, 256):  # 256 only after running out of memory
                 proc = subprocess.run(
                     [sys.executable, __file__, '--one', f'{family}/{config}',
-                     '--runs', str(args.runs), '--size', str(size)],
+                     '--runs', str(args.runs), '--size', str(size),
+                     '--threads', str(args.threads)],
                     capture_output=True, text=True, timeout=args.timeout)
                 if proc.returncode != -9:
                     break
@@ -220,8 +259,14 @@ def write_table(rows, args, threads, done=True):
         'FLOPs are multiply-adds counted '
         'by mmengine.analysis on the inference path (no auxiliary head). '
         '"reload" is the largest output difference (at the same input) after '
-        'rebuilding the pruned model from its pruned_config.py; latency is the median of '
-        f'{args.runs} CPU runs after a warm-up.', '',
+        'rebuilding the pruned model from its pruned_config.py; a family '
+        f'whose reload differs by more than {RELOAD_ATOL:g} fails. Latency: '
+        f'dense and pruned timed in turn in one process ({threads} threads, '
+        'weights seeded, two warm-up runs each), the median of '
+        f'{args.runs} runs ± the interquartile range over the median; a pair '
+        'with a spread over 10% is timed again once, and is marked † if it '
+        'stays over. The run refuses to start while other work keeps the '
+        'cores busy.', '',
         f'Supported: {len(ok)} of {len(rows)} families; '
         f'{len(extra)} need packages that are not installed; '
         f'{len(ok)} of {len(rows) - len(extra)} families that build '
@@ -239,12 +284,20 @@ def write_table(rows, args, threads, done=True):
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
         speedup = r['dense_ms'] / r['pruned_ms']
+        spreads = [r.get('dense_spread'), r.get('pruned_spread')]
+        unsteady = ' †' if any(s is not None and s > 0.10
+                               for s in spreads) else ''
+
+        def timing(ms, spread):
+            return f'{ms:.0f}' + ('' if spread is None else
+                                  f' ± {spread:.0%}')
         lines.append(
             f'| {r["family"]} | {r["config"]} | yes | '
             f'{r["input"][0]}x{r["input"][1]} | '
             f'{human(r["dense_flops"])} → {human(r["pruned_flops"])} | '
             f'{human(r["dense_params"])} → {human(r["pruned_params"])} | '
-            f'{r["dense_ms"]:.0f} → {r["pruned_ms"]:.0f} | '
+            f'{timing(r["dense_ms"], spreads[0])} → '
+            f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
             f'{speedup:.2f}x / {flops_ratio:.2f}x = '
             f'{speedup / flops_ratio:.2f} | {r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')
