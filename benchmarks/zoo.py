@@ -151,7 +151,47 @@ def run_one(config, runs, size):
             pruned_ms=latency['pruned'].median,
             dense_spread=latency['dense'].spread,
             pruned_spread=latency['pruned'].spread)
+        row.update(onnxruntime_latency(dense, result.model, shape, runs))
     print('ZOO_RESULT ' + json.dumps(row))
+
+
+def onnxruntime_latency(dense, pruned, shape, runs):
+    """Dense and pruned exported to ONNX and timed in turn with
+    onnxruntime (the exported graph also resizes the logits to the input);
+    the pruned file's largest difference from torch; or why not."""
+    import numpy as np
+    import torch
+
+    from mmseg_prune.analysis import time_interleaved
+    from mmseg_prune.apis import (SegmentationLogits, export_onnx,
+                                  onnxruntime_session)
+    from mmseg_prune.utils import PruneError
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    feed = {'inputs': x.numpy()}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sessions = {}
+            for name, model in (('dense', dense), ('pruned', pruned)):
+                path = osp.join(tmp, name + '.onnx')
+                export_onnx(model, shape, path)
+                sessions[name] = onnxruntime_session(
+                    path, torch.get_num_threads())
+            torch.manual_seed(0)
+            with torch.no_grad():
+                expected = SegmentationLogits(pruned, shape).eval()(x)
+            torch.manual_seed(0)
+            diff = float(np.abs(sessions['pruned'].run(None, feed)[0] -
+                                expected.numpy()).max())
+            latency = time_interleaved(
+                {name: (lambda s=s: s.run(None, feed))
+                 for name, s in sessions.items()}, runs, warmup=2)
+    except PruneError as exc:
+        return dict(onnx_error=str(exc)[:200].replace('|', '/'))
+    return dict(onnx_max_diff=diff,
+                ort_dense_ms=latency['dense'].median,
+                ort_pruned_ms=latency['pruned'].median,
+                ort_dense_spread=latency['dense'].spread,
+                ort_pruned_spread=latency['pruned'].spread)
 
 
 def why(stderr, returncode=1):
@@ -239,6 +279,17 @@ def main():
                     done=family == families[-1])
 
 
+def onnx_cell(row):
+    """onnxruntime dense → pruned, or why there is none."""
+    if 'ort_dense_ms' not in row:
+        return row.get('onnx_error', 'not run')
+    flag = '' if row['onnx_max_diff'] <= RELOAD_ATOL else \
+        f' (differs from torch by {row["onnx_max_diff"]:.0e})'
+    return (f'{row["ort_dense_ms"]:.0f} ± {row["ort_dense_spread"]:.0%} → '
+            f'{row["ort_pruned_ms"]:.0f} ± {row["ort_pruned_spread"]:.0%}'
+            f'{flag}')
+
+
 def write_table(rows, args, threads, done=True):
     from mmseg_prune.utils.cli import human
     from mmseg_prune.utils.io import atomic_write_text
@@ -274,13 +325,14 @@ def write_table(rows, args, threads, done=True):
         f'({len(ok) / max(len(rows) - len(extra), 1):.0%}).', '',
         '| family | config | supported | input | FLOPs (MACs) dense → pruned | '
         'params dense → pruned | CPU latency dense → pruned (ms) | '
-        'speed-up / FLOPs ratio | pruning time (s) | reload |',
-        '|---|---|---|---|---|---|---|---|---|---|'
+        'speed-up / FLOPs ratio | onnxruntime latency dense → pruned (ms) '
+        '| pruning time (s) | reload |',
+        '|---|---|---|---|---|---|---|---|---|---|---|'
     ]
     for r in rows:
         if 'error' in r:
             lines.append(f'| {r["family"]} | {r["config"]} | no: '
-                         f'{r["error"]} | | | | | | | |')
+                         f'{r["error"]} | | | | | | | | |')
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
         speedup = r['dense_ms'] / r['pruned_ms']
@@ -299,7 +351,8 @@ def write_table(rows, args, threads, done=True):
             f'{timing(r["dense_ms"], spreads[0])} → '
             f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
             f'{speedup:.2f}x / {flops_ratio:.2f}x = '
-            f'{speedup / flops_ratio:.2f} | {r["prune_s"]:.0f} | '
+            f'{speedup / flops_ratio:.2f} | {onnx_cell(r)} | '
+            f'{r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')
     atomic_write_text(args.out, '\n'.join(lines) + '\n')
 

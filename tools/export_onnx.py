@@ -14,34 +14,20 @@ Example:
         --shape 512 512 --out work_dirs/demo/pruned.onnx
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
-import warnings
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from mmseg_prune.analysis import check_quiet, time_interleaved
-from mmseg_prune.apis import build_segmentor, default_input_shape, load_config
+from mmseg_prune.apis import (SegmentationLogits, build_segmentor,
+                              default_input_shape, export_onnx, load_config,
+                              onnxruntime_session)
+from mmseg_prune.apis.export import onnxruntime_module
 from mmseg_prune.utils import PruneError
 from mmseg_prune.utils.cli import CfgOptionsAction, run_cli
 from mmseg_prune.utils.io import check_writable_dir
-
-
-class SegmentationLogits(nn.Module):
-    """The segmentor's logits at the input size, for one image."""
-
-    def __init__(self, segmentor: nn.Module, shape):
-        super().__init__()
-        self.segmentor = segmentor
-        self.meta = [dict(img_shape=tuple(shape), pad_shape=tuple(shape),
-                          ori_shape=tuple(shape))]
-
-    def forward(self, inputs):
-        return self.segmentor.encode_decode(inputs, self.meta)
 
 
 def parse_args(argv):
@@ -65,47 +51,9 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _onnxruntime():
-    try:
-        import onnx  # noqa: F401 - torch.onnx.export needs it
-        import onnxruntime
-    except ImportError as exc:
-        raise PruneError(
-            f'exporting needs onnx and onnxruntime ({exc}); install them '
-            'with `pip install mmseg-prune[deploy]` (or `pip install onnx '
-            'onnxruntime`)') from exc
-    return onnxruntime
-
-
-def export(model: nn.Module, shape, path: str, opset: int = 17) -> None:
-    """Write ``model``'s logits graph to ``path``, replacing it only once
-    the export succeeded."""
-    wrapper = SegmentationLogits(model, shape).eval()
-    inputs = torch.randn(1, 3, *shape)
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder)
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # The TorchScript-based exporter is deprecated, not removed; it
-            # traces mmseg's heads, whose resizes read tensor shapes.
-            warnings.simplefilter('ignore', DeprecationWarning)
-            torch.onnx.export(wrapper, (inputs, ), tmp, opset_version=opset,
-                              input_names=['inputs'], output_names=['logits'],
-                              dynamo=False)
-        os.replace(tmp, path)
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        raise PruneError(f'torch.onnx.export failed: {type(exc).__name__}: '
-                         f'{str(exc).splitlines()[0] if str(exc) else ""}'
-                         ) from exc
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    onnxruntime = _onnxruntime()
+    onnxruntime_module()  # before any work: the extra may be missing
     cfg = load_config(args.config, args.cfg_options)
     shape = tuple(args.shape or default_input_shape(cfg))
     out = args.out or osp.splitext(
@@ -113,16 +61,12 @@ def main(argv=None):
         if args.config.startswith('mmseg::') else args.config)[0] + '.onnx'
     check_writable_dir(osp.dirname(osp.abspath(out)))
     model = build_segmentor(cfg, args.checkpoint)
-    export(model, shape, out, args.opset)
+    export_onnx(model, shape, out, args.opset)
     print(f'wrote {out} ({osp.getsize(out) / 2**20:.1f} MiB), input '
           f'1x3x{shape[0]}x{shape[1]}')
 
     threads = torch.get_num_threads()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
-        out, options, providers=['CPUExecutionProvider'])
+    session = onnxruntime_session(out, threads)
     inputs = torch.randn(1, 3, *shape,
                          generator=torch.Generator().manual_seed(0))
     logits = SegmentationLogits(model, shape).eval()
@@ -131,9 +75,8 @@ def main(argv=None):
         with torch.no_grad():
             return logits(inputs)
 
-    expected = torch_run().numpy()
     feed = {'inputs': inputs.numpy()}
-    got = session.run(None, feed)[0]
+    got, expected = session.run(None, feed)[0], torch_run().numpy()
     diff = float(np.abs(got - expected).max())
     print(f'onnxruntime vs torch: logits {tuple(got.shape)}, max |diff| '
           f'{diff:.2e} (atol {args.atol:g})')

@@ -1,0 +1,58 @@
+"""benchmarks/zoo.py on one small family: the row it measures and the
+table it writes."""
+import argparse
+import json
+import os.path as osp
+import subprocess
+import sys
+
+from tests.helpers import TESTS_DIR
+
+ROOT = osp.dirname(TESTS_DIR)
+ZOO = osp.join(ROOT, 'benchmarks', 'zoo.py')
+
+
+def _zoo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('zoo', ZOO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_family_row(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, ZOO, '--one',
+         'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py', '--size', '64',
+         '--runs', '3', '--threads', '1'],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines()
+             if ln.startswith('ZOO_RESULT ')]
+    assert lines, proc.stderr[-3000:]
+    row = json.loads(lines[-1][len('ZOO_RESULT '):])
+    assert row['input'] == [64, 64]
+    assert row['reload_max_diff'] <= 1e-4
+    assert 0.45 <= 1 - row['pruned_flops'] / row['dense_flops'] <= 0.55
+    for key in ('dense', 'pruned', 'ort_dense', 'ort_pruned'):
+        assert row[key + '_ms'] > 0 and row[key + '_spread'] >= 0
+    assert row['onnx_max_diff'] <= 1e-4
+
+    zoo = _zoo()
+    failed = zoo.why('Traceback ...\nmmseg_prune.utils.errors.PruneError: '
+                     'the pruned model rebuilt from its pruned_config.py '
+                     'differs by 1.2e-01 > 0.0001\n')
+    # Spreads set here: the measured ones depend on the machine's load.
+    rows = [dict(row, family='fcn', config='fcn_r18.py', dense_spread=0.02,
+                 pruned_spread=0.03),
+            dict(error=failed, family='segnext', config='segnext.py'),
+            dict(row, family='twins', config='twins.py', pruned_spread=0.3)]
+    out = str(tmp_path / 'zoo.md')
+    zoo.write_table(rows, argparse.Namespace(out=out, runs=3), 1)
+    table = {ln.split('|')[1].strip(): ln for ln in open(out)
+             if ln.startswith('| ') and not ln.startswith('| family')}
+    assert '| yes |' in table['fcn'] and '†' not in table['fcn']
+    assert ' ± 2% → ' in table['fcn']
+    assert 'no: ' in table['segnext'] and 'differs by 1.2e-01' in \
+        table['segnext']
+    assert '†' in table['twins']  # a spread over 10% is marked
+    assert 'Supported: 2 of 3 families' in open(out).read()
