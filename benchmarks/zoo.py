@@ -339,6 +339,10 @@ def write_table(rows, args, threads, done=True):
         spreads = [r.get('dense_spread'), r.get('pruned_spread')]
         unsteady = ' †' if any(s is not None and s > 0.10
                                for s in spreads) else ''
+        if r.get('busy_cores', 0) > 0.5:  # --allow-busy
+            unsteady += f' (timed with {r["busy_cores"]:.1f} cores busy)'
+        elif spreads[0] is None:
+            unsteady += ' (earlier run: no spread recorded)'
 
         def timing(ms, spread):
             return f'{ms:.0f}' + ('' if spread is None else

@@ -49,6 +49,24 @@ def test_wide_layers_use_the_blocked_gram_and_equal_numpy():
     assert torch.equal(redundancy, redundancy.t())
 
 
+def test_fused_kernels_equal_numpy(monkeypatch):
+    """Large maps take torch.compile's fused kernels; they give the same
+    statistics (forced here on a small map)."""
+    from mmseg_prune.criteria import sirfp_statistics
+    monkeypatch.setattr(sirfp_statistics, 'FUSE_MIN_ELEMENTS', 0)
+    monkeypatch.setattr(sirfp_statistics, '_fused',
+                        dict(function=None, failed=False, calls=0))
+    x = torch.randn(3, 5, 7, 9, generator=torch.Generator().manual_seed(0))
+    redundancy, detail = sirfp_statistics.map_statistics(x)
+    assert sirfp_statistics._fused == dict(
+        sirfp_statistics._fused, failed=False, calls=1)
+    np.testing.assert_allclose(redundancy.numpy(),
+                               numpy_redundancy(x.double().numpy()),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(detail.numpy(),
+                               numpy_detail(x.double().numpy()), rtol=1e-5)
+
+
 def test_pooled_maps_have_no_detail():
     """Image-pooling branches give 1x1 maps: E is 0 there, not NaN."""
     x = torch.randn(2, 4, 1, 1)
