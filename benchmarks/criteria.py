@@ -433,6 +433,25 @@ def summarise(records):
 NOTES = '<!-- notes: kept when the study rewrites this file -->'
 
 
+def _compute_line(dense, records, model):
+    """The compute time recorded as CPU seconds per thread, which
+    neither other load nor a paused run inflates."""
+    timed = [r for r in records
+             if r['model'] == model and r.get('cpu_seconds') is not None]
+    parts = []
+    if dense.get('train_cpu_seconds') is not None:
+        minutes = dense['train_cpu_seconds'] / dense['threads'] / 60
+        parts.append(f'dense training {minutes:.0f} min')
+    if timed:
+        minutes = sum(r['cpu_seconds'] / r['threads'] for r in timed) / 60
+        parts.append(f'the {len(timed)} runs that record it {minutes:.0f} '
+                     f'min ({minutes * 60 / len(timed):.0f} s a run)')
+    if not parts:
+        return ''
+    return (' Compute, as CPU seconds per thread (what a quiet machine '
+            'takes): ' + '; '.join(parts) + '.')
+
+
 def write_markdown(path, records, command, dense, seconds):
     """Tables of every (model, criterion, reduction); what follows the
     :data:`NOTES` line of an existing file (the analysis) is kept."""
@@ -458,7 +477,7 @@ def write_markdown(path, records, command, dense, seconds):
                   + ''.join(f'; {v:.2f} after the same '
                             f'{k.rsplit("_", 1)[1]}-iteration fine-tune '
                             'as the pruned models' for k, v in tuned.items())
-                  + '.', '',
+                  + '.' + _compute_line(info, records, model), '',
                   '| criterion | FLOPs reduction | mIoU zero-shot | '
                   'mIoU fine-tuned | mIoU fine-tuned, distilled | runs |',
                   '|---|---|---|---|---|---|']
