@@ -38,6 +38,9 @@ def test_smallest_setting_end_to_end(tmp_path):
     table = open(out + '.md').read()
     assert 'python benchmarks/criteria.py' in table
     assert '| sirfp | 0.5' in table
+    # Compute stated per thread: the dense training and the two records.
+    assert all(r['cpu_seconds'] > 0 and r['threads'] >= 1 for r in records)
+    assert 'dense training' in table and 'the 2 runs that record it' in table
     assert osp.getsize(out + '.png') > 10000
     # A rerun resumes from the cache: nothing is run again.
     assert study.main(args) == 0
