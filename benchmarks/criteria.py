@@ -495,7 +495,7 @@ def write_markdown(path, records, command, dense, seconds):
     atomic_write_text(path, '\n'.join(lines) + '\n' + notes)
 
 
-def write_plot(path, records, work_dir, command, model):
+def write_plot(path, records, work_dir, command, model, dense_info=None):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -504,6 +504,11 @@ def write_plot(path, records, work_dir, command, model):
     table = summarise(r for r in records if r['model'] == model)
     criteria = sorted({k[1] for k in table})
     fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    # One colour and marker per criterion, over more criteria than the
+    # default ten colours.
+    colours = plt.get_cmap('tab20').colors
+    styles = {crit: dict(color=colours[i % 20], marker='osD^v<>ph*'[i % 10])
+              for i, crit in enumerate(criteria)}
     for ax, which, title in ((axes[0], 'pruned', 'zero-shot'),
                              (axes[1], 'finetuned', 'fine-tuned')):
         for crit in criteria:
@@ -513,10 +518,15 @@ def write_plot(path, records, work_dir, command, model):
             if not points:
                 continue
             ax.errorbar([p[0] for p in points], [p[1][0] for p in points],
-                        yerr=[p[1][1] for p in points], marker='o',
-                        capsize=3, label=crit)
+                        yerr=[p[1][1] for p in points], capsize=3,
+                        label=crit, **styles[crit])
         dense = next(iter(table.values()))['dense']
         ax.axhline(dense, color='k', linestyle='--', label='dense')
+        tuned = [v for k, v in (dense_info or {}).items()
+                 if k.startswith('miou_finetuned_')]
+        if which == 'finetuned' and tuned:
+            ax.axhline(tuned[0], color='k', linestyle=':',
+                       label='dense, fine-tuned alike')
         ax.set_xlabel('FLOPs reduction')
         ax.set_ylabel('val mIoU')
         ax.set_title(f'{model}: {title}')
@@ -640,7 +650,7 @@ def main(argv=None):
     write_markdown(args.out + '.md', records, command, dense,
                    time.time() - started)
     write_plot(args.out + '.png', records, args.work_dir, command,
-               models[0])
+               models[0], dense[models[0]])
     log(f'wrote {args.out}.md, .json and .png in '
         f'{(time.time() - started) / 60:.1f} min')
     return 0
