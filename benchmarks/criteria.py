@@ -310,6 +310,9 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
     if not variants:
         return
     run_dir = osp.join(args.work_dir, model, name, f'{ratio}', f'{seed}')
+    # CPU time is not inflated by other load or a paused process: per
+    # thread, it is what the run takes on a quiet machine. The pruning and
+    # zero-shot evaluation count towards the first record.
     start, cpu_start = time.time(), time.process_time()
     set_random_seed(seed)
     pruning = cfg.pruning
@@ -332,9 +335,6 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
     miou_pruned = evaluate(pruned_cfg, osp.join(run_dir, 'eval'))['mIoU']
     for distill in variants:
         start = time.time()
-        # CPU time is not inflated by other load or a paused process: per
-        # thread, it is what the run takes on a quiet machine. The pruning
-        # and zero-shot evaluation count towards the first record.
         miou = None
         if spec.get('finetune', True):
             miou = _finetune_and_evaluate(args, cfg, dense, pruned_cfg,

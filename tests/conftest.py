@@ -7,7 +7,8 @@ import torch
 from mmengine.logging import MMLogger
 
 import mmseg_prune  # noqa: F401 - registers the plugin
-from mmseg_prune.apis import build_segmentor, load_config
+from mmseg_prune.apis import (build_report, build_segmentor, load_config,
+                              prune_segmentor, save_pruned)
 from mmseg_prune.datasets import make_demo_dataset
 from tests.helpers import SMALL, small_crop_config
 
@@ -47,3 +48,14 @@ def small_model(_small_model_once):
     """An FCN R18-D8 with an FCN auxiliary head, initial weights: a copy of
     one built per test run."""
     return copy.deepcopy(_small_model_once)
+
+
+@pytest.fixture(scope='session')
+def small_pruned(tmp_path_factory):
+    """The small FCN R18 pruned by 50% with L1 at 64x64 and saved: its work
+    dir (pruned.pth, pruned_config.py, report) and the PruneResult."""
+    cfg = load_config(SMALL)
+    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))
+    out = str(tmp_path_factory.mktemp('pruned'))
+    save_pruned(result, cfg, out, build_report(result, 'l1', 0.5))
+    return out, result

@@ -9,7 +9,8 @@ from ..models import pruned_config
 from ..pruner import PruneResult, build_criterion, prune_segmentor
 from .config import (check_data, load_config, resolve_config_path,
                      set_data_root, work_dir_for)
-from .export import SegmentationLogits, export_onnx, onnxruntime_session
+from .export import (SegmentationLogits, export_onnx, onnx_max_difference,
+                     onnxruntime_session)
 from .prune import build_report, save_pruned
 
 __all__ = [
@@ -17,5 +18,5 @@ __all__ = [
     'set_data_root', 'work_dir_for', 'build_segmentor', 'dense_architecture',
     'load_weights', 'PruneResult', 'build_criterion', 'build_report',
     'prune_segmentor', 'pruned_config', 'save_pruned', 'SegmentationLogits',
-    'export_onnx', 'onnxruntime_session'
+    'export_onnx', 'onnx_max_difference', 'onnxruntime_session'
 ]

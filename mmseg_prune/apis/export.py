@@ -71,6 +71,16 @@ def export_onnx(segmentor: nn.Module, shape: Sequence[int], path: str,
             os.remove(tmp)
 
 
+def onnx_max_difference(session, segmentor: nn.Module,
+                        inputs: torch.Tensor) -> float:
+    """Largest |onnxruntime - torch| of the logits of one image."""
+    logits = SegmentationLogits(segmentor, inputs.shape[-2:]).eval()
+    with torch.no_grad():
+        expected = logits(inputs)
+    got = session.run(None, {'inputs': inputs.numpy()})[0]
+    return float((torch.from_numpy(got) - expected).abs().max())
+
+
 def onnxruntime_session(path: str, threads: int):
     """A CPU onnxruntime session of ``path`` on ``threads`` threads."""
     onnxruntime = onnxruntime_module()

@@ -101,11 +101,8 @@ _fused = dict(function=None, failed=False, calls=0)
 
 def map_statistics(x: torch.Tensor):
     """(``S``, ``E``) of one batch of maps (N, C, H, W): ``S`` (C, C) and
-    ``E`` (C,) averaged over N."""
-    n = x.shape[0]
-    if x.shape[-1] * x.shape[-2] < 2:  # a 1x1 map (image pooling)
-        return (symmetric_gram(_normalised_rows(x)).div_(n),
-                x.new_zeros(x.shape[1], dtype=torch.float))
+    ``E`` (C,) averaged over N; :func:`batch_redundancy` and
+    :func:`batch_detail`, through fused kernels for large maps."""
     if x.numel() >= FUSE_MIN_ELEMENTS and not _fused['failed']:
         try:
             if _fused['function'] is None:
@@ -113,13 +110,13 @@ def map_statistics(x: torch.Tensor):
                                                    dynamic=True)
             rows, detail = _fused['function'](x)
             _fused['calls'] += 1
-            return symmetric_gram(rows).div_(n), detail
+            return symmetric_gram(rows).div_(x.shape[0]), detail
         except Exception as exc:  # noqa: BLE001 - eager is always there
             _fused['failed'] = True
             warnings.warn(f'SIRFP statistics: torch.compile failed '
                           f'({type(exc).__name__}); computing them eagerly '
                           '(same values, slower)')
-    return symmetric_gram(_normalised_rows(x)).div_(n), _detail(x)
+    return batch_redundancy(x), batch_detail(x)
 
 
 def batch_redundancy(x: torch.Tensor) -> torch.Tensor:

@@ -12,17 +12,8 @@ from mmseg_prune.utils import PruneError
 from tests.helpers import SMALL
 
 
-@pytest.fixture(scope='module')
-def pruned_dir(tmp_path_factory):
-    cfg = load_config(SMALL)
-    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))
-    out = str(tmp_path_factory.mktemp('pruned'))
-    save_pruned(result, cfg, out, build_report(result, 'l1', 0.5))
-    return out, result
-
-
-def test_builds_a_plain_segmentor(pruned_dir):
-    out, result = pruned_dir
+def test_builds_a_plain_segmentor(small_pruned):
+    out, result = small_pruned
     model = build_segmentor(load_config(osp.join(out, 'pruned_config.py')))
     assert type(model) is EncoderDecoder
     for name, (kept, _) in result.layers.items():
@@ -35,8 +26,8 @@ def test_builds_a_plain_segmentor(pruned_dir):
                                    result.model.eval()._forward(x))
 
 
-def test_mmseg_apis_accept_it(pruned_dir, demo_root):
-    out, result = pruned_dir
+def test_mmseg_apis_accept_it(small_pruned, demo_root):
+    out, result = small_pruned
     model = init_model(osp.join(out, 'pruned_config.py'),
                        osp.join(out, 'pruned.pth'), device='cpu')
     image = osp.join(demo_root, 'JPEGImages', 'demo_00000.jpg')
@@ -46,18 +37,18 @@ def test_mmseg_apis_accept_it(pruned_dir, demo_root):
     assert prediction.pred_sem_seg.data.shape == (1, height, width)
 
 
-def test_refuses_weights_of_another_architecture(pruned_dir):
-    out, _ = pruned_dir
+def test_refuses_weights_of_another_architecture(small_pruned):
+    out, _ = small_pruned
     model = build_segmentor(load_config(osp.join(out, 'pruned_config.py')))
     dense_state = build_segmentor(load_config(SMALL)).state_dict()
     with pytest.raises(PruneError, match='does not fit this pruned model'):
         model.load_state_dict(dense_state, strict=False)
 
 
-def test_missing_weights_file_is_an_error(pruned_dir):
+def test_missing_weights_file_is_an_error(small_pruned):
     """A config moved without its weights does not train from random
     weights in silence; None says "no pruned weights" explicitly."""
-    out, _ = pruned_dir
+    out, _ = small_pruned
     cfg = load_config(osp.join(out, 'pruned_config.py'))
     cfg.model.pruned_weights = osp.join(out, 'moved.pth')
     with pytest.raises(PruneError, match='not found.*pruned_weights=None'):
@@ -66,10 +57,10 @@ def test_missing_weights_file_is_an_error(pruned_dir):
     build_segmentor(cfg)
 
 
-def test_work_dir_moved_whole_still_loads(pruned_dir, tmp_path):
+def test_work_dir_moved_whole_still_loads(small_pruned, tmp_path):
     """pruned_config.py finds pruned.pth beside itself."""
     import shutil
-    out, _ = pruned_dir
+    out, _ = small_pruned
     moved = str(tmp_path / 'moved')
     shutil.copytree(out, moved)
     cfg = load_config(osp.join(moved, 'pruned_config.py'))
@@ -80,10 +71,10 @@ def test_work_dir_moved_whole_still_loads(pruned_dir, tmp_path):
         assert torch.equal(value, reference[key]), key
 
 
-def test_pruned_config_keeps_the_dense_fields(pruned_dir):
+def test_pruned_config_keeps_the_dense_fields(small_pruned):
     """Tools that read cfg.model.backbone, decode_head or test_cfg (mmseg's,
     mmdeploy's) find the dense model's values there."""
-    out, _ = pruned_dir
+    out, _ = small_pruned
     dense = load_config(SMALL).model
     pruned = load_config(osp.join(out, 'pruned_config.py')).model
     assert pruned.type == 'PrunedSegmentor'
@@ -93,9 +84,9 @@ def test_pruned_config_keeps_the_dense_fields(pruned_dir):
         assert pruned[key] == dense[key], key
 
 
-def test_an_older_pruned_config_still_builds(pruned_dir):
+def test_an_older_pruned_config_still_builds(small_pruned):
     """Configs that held the dense model under ``architecture`` load."""
-    out, result = pruned_dir
+    out, result = small_pruned
     cfg = load_config(osp.join(out, 'pruned_config.py'))
     fields = {k: cfg.model.pop(k) for k in list(cfg.model)
               if k not in ('type', 'pruned_structure', 'pruned_weights')}

@@ -6,23 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from mmseg_prune.apis import (build_report, build_segmentor, load_config,
-                              prune_segmentor, save_pruned)
+from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.utils.cli import run_cli
 
-from tests.helpers import SMALL
 from test_prune_tool import _tool
 
 onnxruntime = pytest.importorskip('onnxruntime')
 
 
-@pytest.fixture(scope='module')
-def pruned_config(tmp_path_factory):
-    cfg = load_config(SMALL)
-    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.5, (64, 64))
-    out = str(tmp_path_factory.mktemp('pruned'))
-    save_pruned(result, cfg, out, build_report(result, 'l1', 0.5))
-    return osp.join(out, 'pruned_config.py')
+@pytest.fixture
+def pruned_config(small_pruned):
+    return osp.join(small_pruned[0], 'pruned_config.py')
 
 
 def test_exports_a_pruned_model(pruned_config, tmp_path, capsys):
