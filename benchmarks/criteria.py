@@ -283,6 +283,15 @@ def criteria_specs(pretrained, cls_root, args):
         'mtp': dict(criterion=dict(mtp, cls_dataloader=cls_loader),
                     batches=search),
         'mtp-label-free': dict(criterion=mtp, batches=search),
+        # SIRFP's in-training schedule (PruningHook), as its authors' COCO
+        # recipe: statistics from training iterations, half the reduction
+        # with the edge score, all of it with the gradient variant, then
+        # the same fine-tune as every criterion. Statistics momentum 0.9
+        # (official 0.999 over 6k iterations) for --schedule-iters.
+        'sirfp-schedule': dict(schedule=[
+            dict(criterion=dict(type='sirfp', momentum=0.9)),
+            dict(criterion=dict(type='sirfp', momentum=0.9,
+                                gradient_weight=0.4))]),
     }
 
 
@@ -309,6 +318,9 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
                 if (model, name, ratio, seed, d) not in done]
     if not variants:
         return
+    if 'schedule' in spec:
+        return schedule_and_tune(args, model, cfg, dense, name, spec, ratio,
+                                 seed, done, results)
     run_dir = osp.join(args.work_dir, model, name, f'{ratio}', f'{seed}')
     # CPU time is not inflated by other load or a paused process: per
     # thread, it is what the run takes on a quiet machine. The pruning and
@@ -361,6 +373,59 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
             f'{" distilled" if distill else ""}: mIoU dense '
             f'{dense["miou"]:.2f}, pruned {miou_pruned:.2f}, fine-tuned '
             f'{"-" if miou is None else f"{miou:.2f}"}')
+
+
+def schedule_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
+                      done, results):
+    """Prune during one training run from the dense checkpoint: a step
+    every --schedule-iters iterations to ``ratio`` times (k+1)/steps, then
+    the study's --finetune-iters iterations; the val mIoU after it. There
+    is no zero-shot figure: the model trains between the steps."""
+    from mmseg_prune.analysis import count_complexity
+    from mmseg_prune.apis import build_segmentor, load_config
+    from mmseg_prune.apis.runner import evaluate, finetune
+    run_dir = osp.join(args.work_dir, model, name, f'{ratio}', f'{seed}')
+    start, cpu_start = time.time(), time.process_time()
+    steps = spec['schedule']
+    run_cfg = _quiet(copy.deepcopy(cfg))
+    run_cfg.load_from = osp.abspath(dense['checkpoint'])
+    run_cfg.randomness = dict(seed=seed)
+    run_cfg.val_dataloader = run_cfg.val_cfg = None
+    run_cfg.val_evaluator = None
+    pruning = run_cfg.pop('pruning')
+    run_cfg.custom_hooks = [dict(
+        type='PruningHook', input_shape=pruning.input_shape,
+        ignore=pruning.ignore, budget=pruning.budget,
+        schedule=[dict(step, iter=(k + 1) * args.schedule_iters,
+                       flops_reduction=round(ratio * (k + 1) / len(steps),
+                                             4))
+                  for k, step in enumerate(steps)])]
+    iters = len(steps) * args.schedule_iters + args.finetune_iters
+    work_dir = osp.join(run_dir, 'schedule')
+    checkpoint = finetune(run_cfg, work_dir, iters)
+    pruned_cfg = _quiet(load_config(osp.join(work_dir, 'pruned_config.py')))
+    miou = evaluate(pruned_cfg, osp.join(run_dir, 'eval_schedule'),
+                    checkpoint)['mIoU']
+    dense_size = count_complexity(build_segmentor(cfg).eval(),
+                                  pruning.input_shape)
+    pruned_size = count_complexity(build_segmentor(pruned_cfg).eval(),
+                                   pruning.input_shape)
+    record = dict(
+        model=model, criterion=name, flops_reduction=ratio, seed=seed,
+        distill=False, miou_dense=round(dense['miou'], 2), miou_pruned=None,
+        miou_finetuned=round(float(miou), 2),
+        achieved_reduction=round(1 - pruned_size.flops / dense_size.flops,
+                                 4),
+        params_ratio=round(pruned_size.params / dense_size.params, 4),
+        finetune_iters=iters, prune_seconds=0.0,
+        finetune_seconds=round(time.time() - start, 1),
+        cpu_seconds=round(time.process_time() - cpu_start, 1),
+        threads=torch.get_num_threads(), layers=None)
+    with open(results, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+    done.add((model, name, ratio, seed, False))
+    log(f'{model} {name} {ratio} seed {seed}: mIoU dense {dense["miou"]:.2f}'
+        f', pruned in training and fine-tuned {miou:.2f}')
 
 
 def _finetune_and_evaluate(args, cfg, dense, pruned_cfg, run_dir, seed,
@@ -423,7 +488,8 @@ def summarise(records):
         entry = table.setdefault(key, dict(pruned=[], finetuned=[],
                                            dense=r['miou_dense'],
                                            achieved=[]))
-        entry['pruned'].append(r['miou_pruned'])
+        if r['miou_pruned'] is not None:  # none for in-training pruning
+            entry['pruned'].append(r['miou_pruned'])
         if r['miou_finetuned'] is not None:
             entry['finetuned'].append(r['miou_finetuned'])
         entry['achieved'].append(r['achieved_reduction'])
@@ -489,7 +555,7 @@ def write_markdown(path, records, command, dense, seconds):
                 f'| {crit} | {ratio:.1f} (got {np.mean(e["achieved"]):.3f})'
                 f' | {_cell(e["pruned"])} | {_cell(e["finetuned"])} | '
                 f'{_cell(kd["finetuned"]) if kd else ""} | '
-                f'{len(e["pruned"])} |')
+                f'{len(e["finetuned"]) or len(e["pruned"])} |')
         lines.append('')
     from mmseg_prune.utils.io import atomic_write_text
     atomic_write_text(path, '\n'.join(lines) + '\n' + notes)
@@ -565,6 +631,9 @@ def parse_args(argv=None):
     parser.add_argument('--dense-iters', type=int, default=2000)
     parser.add_argument('--finetune-iters', type=int, default=100)
     parser.add_argument('--mtp-steps', type=int, default=100)
+    parser.add_argument('--schedule-iters', type=int, default=10,
+                        help='training iterations before each pruning step '
+                        'of sirfp-schedule')
     parser.add_argument('--mtp-sparsity', type=float, default=1e-3)
     parser.add_argument('--reductions', type=float, nargs='+',
                         default=[0.3, 0.5, 0.7])

@@ -8,11 +8,18 @@ time dense and pruned inference on the CPU, in turn, with a fixed thread
 count (median of --runs runs and its spread). It refuses to time on a busy
 machine.
 
+``--device cuda`` adds the GPU's figures to the rows instead: dense and
+pruned in turn at batch 1, fp32 then fp16, each forward ended by
+``torch.cuda.synchronize``, the median of 50 after a warm-up. Families are
+pruned in parallel there (``--jobs``), and timed one at a time.
+
 Example:
     python benchmarks/zoo.py --out docs/zoo.md
     python benchmarks/zoo.py --families deeplabv3 pspnet --out /tmp/zoo.md
+    python benchmarks/zoo.py --device cuda --jobs 4 --threads 4
 """
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
@@ -81,9 +88,13 @@ def representative(family):
 #: Largest output difference accepted between the pruned model and its
 #: rebuild from pruned_config.py; a row beyond it fails.
 RELOAD_ATOL = 1e-4
+#: Keys of a row that --device cuda writes; a CPU run keeps them.
+CUDA_PREFIX = 'cuda_'
+#: Timed runs of each CUDA figure, after as many warm-up runs.
+CUDA_RUNS = 50
 
 
-def run_one(config, runs, size):
+def run_one(config, runs, size, device='cpu', lock=None):
     """Prune one config; print a JSON line with the figures."""
     import torch
     from torch_pruning.utils import flatten_as_list
@@ -114,6 +125,14 @@ def run_one(config, runs, size):
             result = prune_segmentor(dense, 'l1', 0.5, shape)
         row['input'] = list(shape)
         row['prune_s'] = time.perf_counter() - start
+        if device == 'cuda':
+            # One family at a time on the GPU, while others prune.
+            with open(lock, 'w') as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                row.update(cuda_latency(dense.eval(), result.model, shape))
+            row['cuda_flops_ratio'] = result.dense.flops / result.pruned.flops
+            print('ZOO_RESULT ' + json.dumps(row))
+            return
         with tempfile.TemporaryDirectory() as tmp:
             paths = save_pruned(result, cfg, tmp,
                                 build_report(result, 'l1', 0.5))
@@ -146,13 +165,40 @@ def run_one(config, runs, size):
             dense_flops=result.dense.flops, dense_params=result.dense.params,
             pruned_flops=result.pruned.flops,
             pruned_params=result.pruned.params,
-            reload_max_diff=diff, busy_cores=busy,
+            reload_max_diff=diff, busy_cores=busy, date=time.strftime(
+                '%Y-%m-%d'), threads=torch.get_num_threads(), runs=runs,
             dense_ms=latency['dense'].median,
             pruned_ms=latency['pruned'].median,
             dense_spread=latency['dense'].spread,
             pruned_spread=latency['pruned'].spread)
         row.update(onnxruntime_latency(dense, result.model, shape, runs))
     print('ZOO_RESULT ' + json.dumps(row))
+
+
+def cuda_latency(dense, pruned, shape):
+    """Dense and pruned timed in turn on the GPU at batch 1, in fp32 and
+    then fp16; for a precision that fails, why."""
+    import torch
+
+    from mmseg_prune.analysis import segmentor_forward, time_interleaved
+    row = dict(cuda_device=torch.cuda.get_device_name())
+    for dtype, name in ((torch.float32, 'fp32'), (torch.float16, 'fp16')):
+        key = CUDA_PREFIX + name
+        try:
+            latency = time_interleaved(
+                {'dense': segmentor_forward(dense.to('cuda', dtype), shape),
+                 'pruned': segmentor_forward(pruned.to('cuda', dtype),
+                                             shape)},
+                CUDA_RUNS, warmup=CUDA_RUNS // 5)
+        except (RuntimeError, NotImplementedError, TypeError) as exc:
+            # An mmcv op without a kernel, or a layer without fp16.
+            row[key + '_error'] = str(exc).splitlines()[0][:120].replace(
+                '|', '/')
+            continue
+        for model in ('dense', 'pruned'):
+            row[f'{key}_{model}_ms'] = latency[model].median
+            row[f'{key}_{model}_spread'] = latency[model].spread
+    return row
 
 
 def onnxruntime_latency(dense, pruned, shape, runs):
@@ -203,6 +249,48 @@ def why(stderr, returncode=1):
     return line.replace('|', '/')[:200]
 
 
+def run_family(family, args):
+    """One family's row, from a subprocess with a time limit."""
+    config = representative(family)
+    if config is None:
+        return None
+    need = SILENT_NEEDS.get(family)
+    try:
+        if need and importlib.util.find_spec(need) is None:
+            raise MissingPackage(need)
+        for size in (512, 256):  # 256 only after running out of memory
+            proc = subprocess.run(
+                [sys.executable, __file__, '--one', f'{family}/{config}',
+                 '--runs', str(args.runs), '--size', str(size),
+                 '--threads', str(args.threads), '--device', args.device,
+                 '--lock', args.lock],
+                capture_output=True, text=True, timeout=args.timeout)
+            if proc.returncode != -9:
+                break
+        lines = [ln for ln in proc.stdout.splitlines()
+                 if ln.startswith('ZOO_RESULT ')]
+        row = json.loads(lines[-1][len('ZOO_RESULT '):]) if lines else \
+            dict(error=why(proc.stderr, proc.returncode))
+    except subprocess.TimeoutExpired:
+        row = dict(error=f'timed out after {args.timeout} s')
+    except MissingPackage as exc:
+        row = dict(error=f'needs the package {exc} (not installed)')
+    return dict(row, family=family, config=config)
+
+
+def merge(old, new, device):
+    """``new`` over ``old``, keeping the other device's figures."""
+    if device == 'cuda':
+        new = dict(new)
+        if 'error' in new:
+            new[CUDA_PREFIX + 'error'] = new.pop('error')
+        new = {k: v for k, v in new.items()
+               if k.startswith(CUDA_PREFIX) or k in ('family', 'config')}
+    kept = {k: v for k, v in (old or {}).items()
+            if k.startswith(CUDA_PREFIX) != (device == 'cuda')}
+    return dict(kept, **new)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='docs/zoo.md')
@@ -211,22 +299,37 @@ def main():
     parser.add_argument('--runs', type=int, default=5,
                         help='timed runs of dense and pruned, in turn')
     parser.add_argument('--threads', type=int, default=2,
-                        help='CPU threads of every timing')
+                        help='CPU threads of every timing (and pruning)')
     parser.add_argument('--allow-busy', action='store_true',
                         help='time even when other work keeps the cores '
                         'busy (the figures then measure the load)')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu',
+                        help='cuda: add GPU latency to the rows')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='families pruned at once (--device cuda only)')
     parser.add_argument('--one', help=argparse.SUPPRESS)
+    parser.add_argument('--lock', help=argparse.SUPPRESS)
     parser.add_argument('--size', type=int, default=512,
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.jobs > 1 and args.device != 'cuda':
+        parser.error('--jobs > 1 needs --device cuda: CPU timings need the '
+                     'cores to themselves')
     import torch
     torch.set_num_threads(args.threads)
     if args.one:
-        return run_one(args.one, args.runs, args.size)
+        return run_one(args.one, args.runs, args.size, args.device,
+                       args.lock)
+
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from mmseg_prune.analysis import check_quiet
     from mmseg_prune.utils.io import atomic_write_text
-    check_quiet(args.threads, strict=not args.allow_busy)
+    if args.device == 'cuda':
+        if not torch.cuda.is_available():
+            parser.error('--device cuda: torch sees no GPU here')
+    else:
+        check_quiet(args.threads, strict=not args.allow_busy)
     families = args.families or sorted(
         f for f in os.listdir(zoo_root())
         if not f.startswith(('_', '.')) and f not in NOT_MODELS
@@ -237,41 +340,28 @@ def main():
     if osp.exists(data_path):
         with open(data_path) as f:
             rows = json.load(f)
-    for family in families:
-        config = representative(family)
-        if config is None:
-            continue
-        start = time.perf_counter()
-        need = SILENT_NEEDS.get(family)
-        try:
-            if need and importlib.util.find_spec(need) is None:
-                raise MissingPackage(need)
-            for size in (512, 256):  # 256 only after running out of memory
-                proc = subprocess.run(
-                    [sys.executable, __file__, '--one', f'{family}/{config}',
-                     '--runs', str(args.runs), '--size', str(size),
-                     '--threads', str(args.threads)],
-                    capture_output=True, text=True, timeout=args.timeout)
-                if proc.returncode != -9:
-                    break
-            lines = [ln for ln in proc.stdout.splitlines()
-                     if ln.startswith('ZOO_RESULT ')]
-            row = json.loads(lines[-1][len('ZOO_RESULT '):]) if lines else \
-                dict(error=why(proc.stderr, proc.returncode))
-        except subprocess.TimeoutExpired:
-            row = dict(error=f'timed out after {args.timeout} s')
-        except MissingPackage as exc:
-            row = dict(error=f'needs the package {exc} (not installed)')
-        row.update(family=family, config=config)
-        rows = [r for r in rows if r['family'] != family] + [row]
-        rows.sort(key=lambda r: r['family'])
-        atomic_write_text(data_path, json.dumps(rows, indent=1))
-        status = 'ok' if 'error' not in row else row['error']
-        print(f'{family:16s} {time.perf_counter() - start:6.1f} s  {status}',
-              flush=True)
-        # Rewritten after every family: an interrupted run keeps its rows.
-        write_table(rows, args, torch.get_num_threads(),
-                    done=family == families[-1])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, \
+            ThreadPoolExecutor(args.jobs) as pool:
+        args.lock = osp.join(tmp, 'gpu.lock')
+        futures = [pool.submit(run_family, f, args) for f in families]
+        for done, future in enumerate(as_completed(futures), 1):
+            row = future.result()
+            if row is None:
+                continue
+            family = row['family']
+            if args.device == 'cuda':
+                row[CUDA_PREFIX + 'jobs'] = args.jobs
+            old = next((r for r in rows if r['family'] == family), None)
+            rows = [r for r in rows if r['family'] != family] + \
+                [merge(old, row, args.device)]
+            rows.sort(key=lambda r: r['family'])
+            atomic_write_text(data_path, json.dumps(rows, indent=1))
+            print(f'{family:16s} {time.perf_counter() - start:7.1f} s  '
+                  f'{row.get("error", "ok")}', flush=True)
+            # Rewritten after every family: an interrupted run keeps its
+            # rows.
+            write_table(rows, args, done=done == len(futures))
 
 
 def onnx_cell(row):
@@ -285,10 +375,36 @@ def onnx_cell(row):
             f'{flag}')
 
 
-def write_table(rows, args, threads, done=True):
+def recorded(rows, key):
+    """The values of ``key`` over ``rows``, for the table's header."""
+    values = sorted({str(r[key]) for r in rows if key in r})
+    return ' or '.join(values) if values else 'not recorded'
+
+
+def cuda_cell(row):
+    """CUDA fp32 and fp16 dense → pruned, or why there are none."""
+    if CUDA_PREFIX + 'device' not in row:
+        return row.get(CUDA_PREFIX + 'error', 'not run')
+    cells = []
+    for name in ('fp32', 'fp16'):
+        key = CUDA_PREFIX + name
+        if key + '_error' in row:
+            cells.append(f'{name}: {row[key + "_error"]}')
+            continue
+        dense, pruned = row[key + '_dense_ms'], row[key + '_pruned_ms']
+        unsteady = ' †' if max(row[key + '_dense_spread'],
+                               row[key + '_pruned_spread']) > 0.10 else ''
+        cells.append(f'{name} {dense:.1f} → {pruned:.1f} '
+                     f'({dense / pruned:.2f}x){unsteady}')
+    return '; '.join(cells)
+
+
+def write_table(rows, args, done=True):
     from mmseg_prune.utils.cli import human
     from mmseg_prune.utils.io import atomic_write_text
     ok = [r for r in rows if 'error' not in r]
+    threads, runs = recorded(ok, 'threads'), recorded(ok, 'runs')
+    gpus = recorded(ok, CUDA_PREFIX + 'device')
     extra = [r for r in rows if 'error' in r and any(
         m in r['error'] for m in EXTRA_PACKAGE_ERRORS)]
     lines = [
@@ -297,7 +413,7 @@ def write_table(rows, args, threads, done=True):
         'Made by `python benchmarks/zoo.py --out docs/zoo.md` (rows of '
         'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
         're-runs some) '
-        f'({time.strftime("%Y-%m-%d")}, {threads} CPU threads). One config '
+        f'(date: {recorded(ok, "date")}; CPU threads: {threads}). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
         'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
         'size uses its config\'s crop size, and one that runs out of memory '
@@ -307,12 +423,19 @@ def write_table(rows, args, threads, done=True):
         '"reload" is the largest output difference (at the same input) after '
         'rebuilding the pruned model from its pruned_config.py; a family '
         f'whose reload differs by more than {RELOAD_ATOL:g} fails. Latency: '
-        f'dense and pruned timed in turn in one process ({threads} threads, '
-        'weights seeded, two warm-up runs each), the median of '
-        f'{args.runs} runs ± the interquartile range over the median; a pair '
+        f'dense and pruned timed in turn in one process (threads: {threads}, '
+        'weights seeded, two warm-up runs each), the median of the runs '
+        f'(runs: {runs}) ± the interquartile range over the median; a pair '
         'with a spread over 10% is timed again once, and is marked † if it '
         'stays over. The run refuses to start while other work keeps the '
-        'cores busy.', '',
+        'cores busy. CUDA latency (`--device cuda`, on '
+        f'{gpus}): the same pruning, dense and pruned in turn at batch 1, '
+        f'fp32 then fp16, {CUDA_RUNS // 5} warm-up runs and the median of '
+        f'{CUDA_RUNS}, each forward ended by `torch.cuda.synchronize` '
+        '(speed-up in brackets; † marks a spread over 10%), '
+        f'{recorded(ok, CUDA_PREFIX + "jobs")} families at a time: one '
+        'timed while the others were pruned on the CPU, which a '
+        'launch-bound batch-1 timing feels.', '',
         f'Supported: {len(ok)} of {len(rows)} families; '
         f'{len(extra)} need packages that are not installed; '
         f'{len(ok)} of {len(rows) - len(extra)} families that build '
@@ -321,13 +444,17 @@ def write_table(rows, args, threads, done=True):
         '| family | config | supported | input | FLOPs (MACs) dense → pruned | '
         'params dense → pruned | CPU latency dense → pruned (ms) | '
         'speed-up / FLOPs ratio | onnxruntime latency dense → pruned (ms) '
-        '| pruning time (s) | reload |',
-        '|---|---|---|---|---|---|---|---|---|---|---|'
+        '| CUDA latency dense → pruned (ms) | pruning time (s) | reload |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|'
     ]
     for r in rows:
         if 'error' in r:
             lines.append(f'| {r["family"]} | {r["config"]} | no: '
-                         f'{r["error"]} | | | | | | | | |')
+                         f'{r["error"]} | | | | | | | | | |')
+            continue
+        if 'dense_flops' not in r:  # only a --device cuda run so far
+            lines.append(f'| {r["family"]} | {r["config"]} | not run on '
+                         f'the CPU | | | | | | | {cuda_cell(r)} | | |')
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
         speedup = r['dense_ms'] / r['pruned_ms']
@@ -351,6 +478,7 @@ def write_table(rows, args, threads, done=True):
             f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
             f'{speedup:.2f}x / {flops_ratio:.2f}x = '
             f'{speedup / flops_ratio:.2f} | {onnx_cell(r)} | '
+            f'{cuda_cell(r)} | '
             f'{r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')
     atomic_write_text(args.out, '\n'.join(lines) + '\n')

@@ -1,5 +1,6 @@
 """Shared fixtures: generated data and small models."""
 import copy
+import faulthandler
 import logging
 
 import pytest
@@ -13,6 +14,17 @@ from mmseg_prune.datasets import make_demo_dataset
 from tests.helpers import SMALL, small_crop_config
 
 MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+#: A test that runs longer than this is hung: the run stops and prints
+#: every thread's stack, instead of waiting for CI's limit.
+TEST_TIMEOUT_S = 900
+
+
+@pytest.fixture(autouse=True)
+def _stop_a_hung_test():
+    faulthandler.dump_traceback_later(TEST_TIMEOUT_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope='session')

@@ -56,15 +56,30 @@ def small_voc_config(demo_root, size=64):
     return cfg
 
 
+#: Seconds two ranks may take before run_on_two_ranks stops them.
+RANKS_TIMEOUT_S = 600
+
+
 def run_on_two_ranks(fn, out_dir, *args):
-    """Run ``fn(rank, *args)`` in two forked processes joined by a gloo
+    """Run ``fn(rank, *args)`` in two spawned processes joined by a gloo
     group on the CPU; return what each rank's call returned.
 
+    ``fn`` must be a module-level function (it is pickled). Spawned, not
+    forked: a fork copies locks that the test process's threads (OpenMP,
+    progress bars) may hold, and a child that waits on one hangs forever.
     ``out_dir`` holds the group's rendezvous file and the results.
     """
+    import time
+
     import torch.multiprocessing as mp
-    mp.start_processes(_rank_worker, args=(fn, str(out_dir), args),
-                       nprocs=2, join=True, start_method='fork')
+    context = mp.start_processes(_rank_worker, args=(fn, str(out_dir), args),
+                                 nprocs=2, join=False, start_method='spawn')
+    deadline = time.monotonic() + RANKS_TIMEOUT_S
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise TimeoutError(f'two ranks ran past {RANKS_TIMEOUT_S} s')
     return [torch.load(osp.join(str(out_dir), f'rank{rank}.pth'))
             for rank in range(2)]
 

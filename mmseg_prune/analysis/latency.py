@@ -114,13 +114,24 @@ def time_interleaved(candidates: Dict[str, Callable[[], object]],
 def segmentor_forward(segmentor: nn.Module,
                       input_shape: Sequence[int]) -> Callable[[], object]:
     """One tensor-mode inference of ``segmentor`` on a fixed random image,
-    without autograd; the segmentor must be in eval mode."""
+    without autograd; the segmentor must be in eval mode.
+
+    The image takes the device and dtype of the segmentor's parameters. On
+    CUDA each run ends with ``torch.cuda.synchronize``, so that a clock
+    around it measures the kernels, not their launch.
+    """
+    parameter = next(segmentor.parameters())
     inputs = torch.randn(1, 3, *input_shape,
-                         generator=torch.Generator().manual_seed(0))
+                         generator=torch.Generator().manual_seed(0)).to(
+                             parameter.device, parameter.dtype)
+    cuda = parameter.device.type == 'cuda'
 
     def run():
         with torch.no_grad():
-            return segmentor._forward(inputs)
+            outputs = segmentor._forward(inputs)
+        if cuda:
+            torch.cuda.synchronize(parameter.device)
+        return outputs
 
     return run
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmseg_prune.analysis import (Latency, check_quiet, measure_latency,
-                                  time_interleaved)
+                                  segmentor_forward, time_interleaved)
 from mmseg_prune.analysis import latency as latency_module
 from mmseg_prune.utils import PruneError
 
@@ -28,6 +28,13 @@ def test_latency_is_the_median_of_the_timed_runs(small_model, monkeypatch):
     # Timed without autograd, on the stated shape.
     assert forwards == [((1, 3, 64, 96), False)] * 4
     assert small_model.training  # the mode is restored
+
+
+def test_the_image_takes_the_parameters_dtype():
+    model = torch.nn.Conv2d(3, 2, 1).double().eval()
+    model._forward = model.forward
+    outputs = segmentor_forward(model, (5, 7))()
+    assert outputs.dtype == torch.float64 and outputs.shape == (1, 2, 5, 7)
 
 
 def test_spread_is_the_interquartile_range_over_the_median():

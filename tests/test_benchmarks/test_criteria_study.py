@@ -1,6 +1,7 @@
 """benchmarks/criteria.py end to end at its smallest setting, so that the
 study cannot rot: data, pre-training, dense training, prune, zero-shot
-evaluation, plain and distilled fine-tuning, tables and plot."""
+evaluation, plain and distilled fine-tuning, SIRFP's in-training schedule,
+tables and plot."""
 import importlib.util
 import json
 import os.path as osp
@@ -20,28 +21,38 @@ def test_smallest_setting_end_to_end(tmp_path):
             '--size', '32', '--num-images', '8', '--num-cls-images', '40',
             '--cls-epochs', '1', '--cls-batch', '8', '--dense-iters', '2',
             '--finetune-iters', '1', '--reductions', '0.5', '--seeds', '0',
-            '--criteria', 'sirfp', '--second-model', 'none']
+            '--criteria', 'sirfp', 'sirfp-schedule', '--schedule-iters', '1',
+            '--second-model', 'none']
     assert study.main(args) == 0
     data = json.load(open(out + '.json'))
     records = data['records']
     assert {(r['criterion'], r['distill']) for r in records} == {
-        ('sirfp', False), ('sirfp', True)}
+        ('sirfp', False), ('sirfp', True), ('sirfp-schedule', False)}
     for record in records:
         assert record['model'] == 'deeplabv3_r18'
         assert record['flops_reduction'] == 0.5 and record['seed'] == 0
         assert abs(record['achieved_reduction'] - 0.5) <= 0.005
         for key in ('miou_dense', 'miou_pruned', 'miou_finetuned'):
-            assert 0 <= record[key] <= 100
+            if record[key] is not None:
+                assert 0 <= record[key] <= 100
+    # Pruned in training: two steps of one iteration each, then the
+    # fine-tune; no zero-shot figure.
+    scheduled = next(r for r in records if r['criterion'] == 'sirfp-schedule')
+    assert scheduled['miou_pruned'] is None
+    assert scheduled['finetune_iters'] == 3
+    assert scheduled['miou_finetuned'] is not None
     assert data['dense']['deeplabv3_r18']['iters'] == 2
     # The dense reference after the same fine-tune as the pruned models.
     assert 0 <= data['dense']['deeplabv3_r18']['miou_finetuned_1'] <= 100
     table = open(out + '.md').read()
     assert 'python benchmarks/criteria.py' in table
     assert '| sirfp | 0.5' in table
-    # Compute stated per thread: the dense training and the two records.
+    assert '| sirfp-schedule | 0.5 (got 0.5' in table
+    assert '| – | ' in table  # the schedule's zero-shot cell
+    # Compute stated per thread: the dense training and the records.
     assert all(r['cpu_seconds'] > 0 and r['threads'] >= 1 for r in records)
-    assert 'dense training' in table and 'the 2 runs that record it' in table
+    assert 'dense training' in table and 'the 3 runs that record it' in table
     assert osp.getsize(out + '.png') > 10000
     # A rerun resumes from the cache: nothing is run again.
     assert study.main(args) == 0
-    assert len(json.load(open(out + '.json'))['records']) == 2
+    assert len(json.load(open(out + '.json'))['records']) == 3

@@ -36,6 +36,7 @@ def test_one_family_row(tmp_path):
     for key in ('dense', 'pruned', 'ort_dense', 'ort_pruned'):
         assert row[key + '_ms'] > 0 and row[key + '_spread'] >= 0
     assert row['onnx_max_diff'] <= 1e-4
+    assert (row['threads'], row['runs']) == (1, 3)
 
     zoo = _zoo()
     failed = zoo.why('Traceback ...\nmmseg_prune.utils.errors.PruneError: '
@@ -46,13 +47,37 @@ def test_one_family_row(tmp_path):
                  pruned_spread=0.03),
             dict(error=failed, family='segnext', config='segnext.py'),
             dict(row, family='twins', config='twins.py', pruned_spread=0.3)]
+    # A --device cuda run adds its figures to the CPU row of a family.
+    cuda = dict(cuda_device='GPU', cuda_fp32_dense_ms=10.0,
+                cuda_fp32_pruned_ms=5.0, cuda_fp32_dense_spread=0.01,
+                cuda_fp32_pruned_spread=0.02, cuda_flops_ratio=2.0,
+                cuda_fp16_error='no fp16 kernel', input=[1, 1],
+                family='fcn', config='fcn_r18.py')
+    rows[0] = zoo.merge(rows[0], cuda, 'cuda')
+    assert rows[0]['input'] == [64, 64] and rows[0]['dense_spread'] == 0.02
+    # A CPU run keeps the CUDA figures; a failed CUDA run is no CPU failure.
+    again = zoo.merge(rows[0], dict(row, family='fcn'), 'cpu')
+    assert again['cuda_fp32_dense_ms'] == 10.0 and again['dense_spread'] \
+        == row['dense_spread']
+    first = zoo.merge(None, cuda, 'cuda')  # a family new to the table
+    assert first['family'] == 'fcn' and 'input' not in first
+    rows.append(dict(first, family='stdc'))
+    failed_on_gpu = zoo.merge(row, dict(error='out of memory'), 'cuda')
+    assert 'error' not in failed_on_gpu
+    assert failed_on_gpu['cuda_error'] == 'out of memory'
     out = str(tmp_path / 'zoo.md')
-    zoo.write_table(rows, argparse.Namespace(out=out, runs=3), 1)
+    zoo.write_table(rows, argparse.Namespace(out=out))
     table = {ln.split('|')[1].strip(): ln for ln in open(out)
              if ln.startswith('| ') and not ln.startswith('| family')}
     assert '| yes |' in table['fcn'] and '†' not in table['fcn']
     assert ' ± 2% → ' in table['fcn']
+    assert 'fp32 10.0 → 5.0 (2.00x); fp16: no fp16 kernel' in table['fcn']
+    assert 'not run' in table['twins']  # no CUDA figures
+    assert 'not run on the CPU' in table['stdc'] and '(2.00x)' in \
+        table['stdc']
+    header = open(out).read()
+    assert 'CPU threads: 1' in header and '(runs: 3)' in header
     assert 'no: ' in table['segnext'] and 'differs by 1.2e-01' in \
         table['segnext']
     assert '†' in table['twins']  # a spread over 10% is marked
-    assert 'Supported: 2 of 3 families' in open(out).read()
+    assert 'Supported: 3 of 4 families' in open(out).read()

@@ -21,8 +21,11 @@ def _decide(batches_seeds):
     return {k: v.tolist() for k, v in result.keep.items()}
 
 
+def _decide_on_rank(rank):
+    return _decide([2 * rank, 2 * rank + 1])
+
+
 def test_ranks_decide_the_union_mask(tmp_path):
-    rank0, rank1 = run_on_two_ranks(
-        lambda rank: _decide([2 * rank, 2 * rank + 1]), tmp_path)
+    rank0, rank1 = run_on_two_ranks(_decide_on_rank, tmp_path)
     assert rank0 == rank1
     assert rank0 == _decide([0, 1, 2, 3])
