@@ -280,6 +280,10 @@ def criteria_specs(pretrained, cls_root, args):
                                                      normalizer=None)),
         'taylor-split': dict(criterion='taylor',
                              budget=dict(mode='split', normalizer=None)),
+        # Channel counts in multiples of 16 (oneDNN's fp32 block on
+        # AVX-512 CPUs; benchmarks/alignment.py): what the alignment costs.
+        'l1-round16': dict(criterion='l1', budget=dict(round_to=16)),
+        'sirfp-round16': dict(criterion='sirfp', budget=dict(round_to=16)),
         'mtp': dict(criterion=dict(mtp, cls_dataloader=cls_loader),
                     batches=search),
         'mtp-label-free': dict(criterion=mtp, batches=search),

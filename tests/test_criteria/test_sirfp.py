@@ -106,7 +106,7 @@ def test_gradient_variant(small_model):
 def test_split_budget_cuts_backbone_and_head_at_one_quantile(scored):
     graph, _, scores = scored
     budget = FlopsBudget(0.5, mode='split', normalizer=None, min_keep=1)
-    plan = budget._plan_at(budget._rank(graph, scores), 0.3)
+    plan = budget._plan_at(budget._rank(graph, scores, 1), 0.3)
     for part in (True, False):
         names = [g.name for g in graph.groups
                  if g.name.startswith('backbone.') == part]

@@ -116,3 +116,22 @@ def test_groupnorm_groups_keep_multiples_of_their_groups():
             assert module.num_channels % module.num_groups == 0
     with torch.no_grad():
         result.model(torch.zeros(1, 3, *SIZE), mode='tensor')
+
+
+def test_too_coarse_round_to_is_halved_until_the_target_is_met(small_model):
+    with pytest.warns(UserWarning, match='round_to=256') as record:
+        result = prune_segmentor(small_model, 'l1', 0.5, SIZE,
+                                 budget=dict(round_to=256, tolerance=0.002))
+    assert abs(result.achieved_reduction - 0.5) <= 0.002
+    tried = [int(str(w.message).rsplit('round_to=', 1)[1])
+             for w in record if 'trying round_to=' in str(w.message)]
+    assert tried and tried == sorted(tried, reverse=True) and tried[0] == 128
+    for group in SegmentorGraph(small_model, SIZE).groups:
+        kept = len(result.keep[group.name])
+        assert kept % tried[-1] == 0 or kept == group.size
+
+
+def test_an_unreachable_target_names_the_closest_plan(small_model):
+    with pytest.raises(PruneError, match='closest plan removes'):
+        prune_segmentor(small_model, 'l1', 0.5, SIZE,
+                        budget=dict(tolerance=1e-9, max_rounds=2))
