@@ -18,6 +18,7 @@ import json
 import os.path as osp
 import sys
 import time
+import warnings
 
 import torch
 
@@ -52,8 +53,10 @@ def measure(family, round_tos, runs, size, profile_ops):
         pruned, row = {}, dict(family=family, config=config, settings={})
         for step in round_tos:
             try:
-                result = prune_segmentor(dense, 'l1', 0.5, shape,
-                                         budget=dict(round_to=step))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter('always')
+                    result = prune_segmentor(dense, 'l1', 0.5, shape,
+                                             budget=dict(round_to=step))
             except PruneError as exc:  # groups too coarse for the budget
                 row['settings'][step] = dict(error=str(exc).split(':')[0])
                 continue
@@ -61,6 +64,11 @@ def measure(family, round_tos, runs, size, profile_ops):
             row['dense_flops'] = result.dense.flops
             row['settings'][step] = dict(flops=result.pruned.flops,
                                          params=result.pruned.params)
+            # The budget halves a round_to too coarse for the target.
+            used = [str(w.message).rsplit('round_to=', 1)[1]
+                    for w in caught if 'trying round_to=' in str(w.message)]
+            if used:
+                row['settings'][step]['round_to_used'] = int(used[-1])
     candidates = dict(dense=segmentor_forward(dense.eval(), shape))
     candidates.update({f'round_to={s}': segmentor_forward(m, shape)
                        for s, m in pruned.items()})
@@ -110,7 +118,9 @@ def write_markdown(path, rows, command, threads, runs):
                 continue
             ratio = r['dense_flops'] / e['flops']
             speedup = r['dense_ms'] / e['ms']
-            cells.append(f'{1 - e["flops"] / r["dense_flops"]:.1%}, '
+            fallback = f' (as round_to={e["round_to_used"]})' \
+                if 'round_to_used' in e else ''
+            cells.append(f'{1 - e["flops"] / r["dense_flops"]:.1%}{fallback}, '
                          f'{e["ms"]:.0f} ± {e["spread"]:.0%}, '
                          f'{speedup:.2f}x / {ratio:.2f}x = '
                          f'{speedup / ratio:.2f}')
