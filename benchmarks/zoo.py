@@ -378,7 +378,9 @@ def onnx_cell(row):
 def recorded(rows, key):
     """The values of ``key`` over ``rows``, for the table's header."""
     values = sorted({str(r[key]) for r in rows if key in r})
-    return ' or '.join(values) if values else 'not recorded'
+    if len(values) < 1 or any(key not in r for r in rows):
+        values.append('not recorded for earlier rows')
+    return ' or '.join(values)
 
 
 def cuda_cell(row):
@@ -403,7 +405,8 @@ def write_table(rows, args, done=True):
     from mmseg_prune.utils.cli import human
     from mmseg_prune.utils.io import atomic_write_text
     ok = [r for r in rows if 'error' not in r]
-    threads, runs = recorded(ok, 'threads'), recorded(ok, 'runs')
+    timed = [r for r in ok if 'dense_ms' in r]  # on the CPU
+    threads, runs = recorded(timed, 'threads'), recorded(timed, 'runs')
     gpus = recorded(ok, CUDA_PREFIX + 'device')
     extra = [r for r in rows if 'error' in r and any(
         m in r['error'] for m in EXTRA_PACKAGE_ERRORS)]
@@ -413,7 +416,7 @@ def write_table(rows, args, done=True):
         'Made by `python benchmarks/zoo.py --out docs/zoo.md` (rows of '
         'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
         're-runs some) '
-        f'(date: {recorded(ok, "date")}; CPU threads: {threads}). One config '
+        f'(date: {recorded(timed, "date")}; CPU threads: {threads}). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
         'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
         'size uses its config\'s crop size, and one that runs out of memory '
