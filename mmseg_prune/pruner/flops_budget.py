@@ -289,10 +289,14 @@ class FlopsBudget:
         best = min(candidates, key=lambda lv: abs(reduction(lv) - target))
         return self._plan_at(ranking, best), reduction(best)
 
+    def _reachable(self, floor: float) -> bool:
+        """Whether the target lies within ``floor``, the share of FLOPs
+        left with every group at ``min_keep``."""
+        return 1 - floor >= self.flops_reduction - self.tolerance
+
     def _check_reach(self, floor: float, how: str) -> None:
-        """Refuse a target below ``floor``, the share of FLOPs left with
-        every group at ``min_keep``."""
-        if 1 - floor < self.flops_reduction - self.tolerance:
+        """Refuse a target below ``floor`` (see :meth:`_reachable`)."""
+        if not self._reachable(floor):
             raise PruneError(
                 f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
                 f'reach: with every group at min_keep={self.min_keep} the '
@@ -324,21 +328,19 @@ class FlopsBudget:
         while True:
             ranking = self._rank(graph, scores, round_to)
             floor_plan = self._plan(ranking, dict.fromkeys(ranking.scores, 0))
-            try:
-                self._check_reach(
-                    estimator.estimate(floor_plan) / dense.flops, 'estimated')
+            floor, how = estimator.estimate(floor_plan) / dense.flops, \
+                'estimated'
+            why = 'rounded up, its smallest plan keeps too much'
+            if self._reachable(floor):
                 found, closest = self._secant(ranking, estimator, dense,
                                               count_flops)
                 if found is not None:
                     return found
-                self._check_reach(count_flops(floor_plan) / dense.flops,
-                                  'counted')
-                why = f'the closest plan removes {closest:.1%}'
-            except PruneError:
-                if round_to == 1:
-                    raise
-                why = 'rounded up, its smallest plan keeps too much'
+                floor, how = count_flops(floor_plan) / dense.flops, 'counted'
+                if self._reachable(floor):
+                    why = f'the closest plan removes {closest:.1%}'
             if round_to == 1:
+                self._check_reach(floor, how)
                 raise PruneError(
                     f'could not reach a FLOPs reduction of '
                     f'{self.flops_reduction:.1%} within '
