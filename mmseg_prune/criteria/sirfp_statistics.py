@@ -28,15 +28,12 @@ import torch.nn.functional as F
 
 from ..structure.layer_rules import is_batch_norm
 
-_SOBEL = torch.tensor([[-.5, 0., .5], [-1., 0., 1.], [-.5, 0., .5]])
-
-
 def symmetric_gram(rows: torch.Tensor, block: int = 256) -> torch.Tensor:
     """``rows @ rows.T`` from the blocks on and above the diagonal.
 
     The lower blocks are the upper ones transposed, so a (C, K) input costs
     about (C/block + 1) / (2 C/block) of the full product's multiply-adds:
-    62% for C = 2048.
+    56% for C = 2048.
     """
     channels = rows.shape[0]
     if channels <= block:
@@ -49,86 +46,106 @@ def symmetric_gram(rows: torch.Tensor, block: int = 256) -> torch.Tensor:
     return gram
 
 
-def _normalised_rows(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (C, N*H*W): each map over its L1 norm, the images
-    side by side (the mean over n of the per-image Gram matrices is one
-    Gram matrix of these rows, over n)."""
+def batch_redundancy(x: torch.Tensor) -> torch.Tensor:
+    """``S`` of one batch: (N, C, H, W) -> (C, C), averaged over N.
+
+    ``<x̂_i, x̂_j> = <x_i, x_j> / (||x_i||_1 ||x_j||_1)``: each image's Gram
+    matrix of the raw maps, scaled, so that no normalised copy of the batch
+    is written (on a CPU, writing one costs a third of the product).
+    """
     n, channels = x.shape[:2]
     flat = x.detach().float().reshape(n, channels, -1)
-    flat = flat / (flat.abs().sum(-1, keepdim=True) + 1e-5)
-    return flat.transpose(0, 1).reshape(channels, -1)
+    l1_norms = torch.linalg.vector_norm(flat, 1, dim=-1)  # no |x| copy
+    inverse = (l1_norms + 1e-5).reciprocal_()
+    total = flat.new_zeros(channels, channels)
+    for maps, scale in zip(flat, inverse):
+        # One product per entry keeps S exactly symmetric.
+        total.addcmul_(symmetric_gram(maps), scale[:, None] * scale)
+    return total.div_(n)
 
 
-def _detail(x: torch.Tensor) -> torch.Tensor:
-    """``E`` of one batch with at least 2 pixels per map."""
-    x = x.detach().float()
-    channels = x.shape[1]
-    kx = _SOBEL.to(x.device).expand(channels, 1, 3, 3)
-    ky = _SOBEL.t().contiguous().to(x.device).expand(channels, 1, 3, 3)
-    gx = F.conv2d(x, kx, padding=1, groups=channels)
-    gy = F.conv2d(x, ky, padding=1, groups=channels)
-    magnitude = torch.hypot(gx, gy).flatten(2)
-    # The population std (divide by n), as the official code computes it.
-    return magnitude.std(-1, correction=0).mean(0)
-
-
-def _sobel_slices(x: torch.Tensor) -> torch.Tensor:
-    """The Sobel magnitude of :func:`_detail` from shifted slices of the
-    zero-padded maps (the form that compiles to one fused loop)."""
-    p = F.pad(x.detach().float(), (1, 1, 1, 1))
-    across = p[..., :, 2:] - p[..., :, :-2]
+def _sobel_std(padded: torch.Tensor) -> torch.Tensor:
+    """``E`` from the zero-padded maps (N, C, H + 2, W + 2): the spatial
+    population std (divide by n, as the official code does) of the Sobel
+    magnitude, averaged over N; from shifted slices, the form that
+    torch.compile fuses into one loop."""
+    across = padded[..., :, 2:] - padded[..., :, :-2]
     gx = across[..., 1:-1, :] + 0.5 * (across[..., :-2, :] +
                                        across[..., 2:, :])
-    down = p[..., 2:, :] - p[..., :-2, :]
+    down = padded[..., 2:, :] - padded[..., :-2, :]
     gy = down[..., 1:-1] + 0.5 * (down[..., :-2] + down[..., 2:])
-    return torch.hypot(gx, gy)
+    return torch.hypot(gx, gy).std((-2, -1), correction=0).mean(0)
 
 
-def _map_statistics(x: torch.Tensor):
-    """(rows of S, E) of one batch, in the form torch.compile fuses."""
-    detail = _sobel_slices(x).flatten(2).std(-1, correction=0).mean(0)
-    return _normalised_rows(x), detail
+class PaddedMaps:
+    """Zero-bordered copies of batches of maps, in one buffer kept between
+    calls.
+
+    On a CPU a fresh buffer of a large batch is page-faulted in on every
+    call, which costs several times the copy; and padding inside the
+    compiled kernel makes it test bounds at every load (3x slower).
+    """
+
+    def __init__(self):
+        self._storage: Optional[torch.Tensor] = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, channels, height, width = x.shape
+        numel = n * channels * (height + 2) * (width + 2)
+        if (self._storage is None or self._storage.numel() < numel
+                or self._storage.device != x.device):
+            self._storage = torch.empty(numel, device=x.device)
+        padded = self._storage[:numel].view(n, channels, height + 2,
+                                            width + 2)
+        padded[..., 1:-1, 1:-1].copy_(x.detach())
+        for border in (padded[..., 0, :], padded[..., -1, :],
+                       padded[..., :, 0], padded[..., :, -1]):
+            border.zero_()
+        return padded
 
 
 #: Maps of at least this many elements (a batch of 4 of 256 channels at
-#: 64x64) take the fused kernels: the detail term and the normalisation
-#: are memory-bound passes, which torch.compile fuses into one loop (4x
-#: faster on a 2-core CPU). Smaller maps stay eager: compiling (a few
-#: seconds, cached on disk) would cost more than it saves.
+#: 64x64) take the compiled detail kernel: the Sobel magnitude and its std
+#: are one memory-bound pass there (4x faster than eager on a 2-core CPU).
+#: Smaller maps stay eager: compiling (a few seconds, cached on disk) would
+#: cost more than it saves.
 FUSE_MIN_ELEMENTS = 2**22
 _fused = dict(function=None, failed=False, calls=0)
 
 
-def map_statistics(x: torch.Tensor):
-    """(``S``, ``E``) of one batch of maps (N, C, H, W): ``S`` (C, C) and
-    ``E`` (C,) averaged over N; :func:`batch_redundancy` and
-    :func:`batch_detail`, through fused kernels for large maps."""
+def batch_detail(x: torch.Tensor,
+                 padded_maps: Optional[PaddedMaps] = None) -> torch.Tensor:
+    """``E`` of one batch: (N, C, H, W) -> (C,), averaged over N.
+
+    Args:
+        x (Tensor): The maps.
+        padded_maps (PaddedMaps, optional): Buffer for the padded copy;
+            None for a fresh one.
+    """
+    if x.shape[-1] * x.shape[-2] < 2:  # a 1x1 map (image pooling)
+        return x.new_zeros(x.shape[1], dtype=torch.float)
+    padded = padded_maps(x) if padded_maps is not None else \
+        F.pad(x.detach().float(), (1, 1, 1, 1))
     if x.numel() >= FUSE_MIN_ELEMENTS and not _fused['failed']:
         try:
             if _fused['function'] is None:
-                _fused['function'] = torch.compile(_map_statistics,
-                                                   dynamic=True)
-            rows, detail = _fused['function'](x)
+                _fused['function'] = torch.compile(_sobel_std, dynamic=True)
+            detail = _fused['function'](padded)
             _fused['calls'] += 1
-            return symmetric_gram(rows).div_(x.shape[0]), detail
+            return detail
         except Exception as exc:  # noqa: BLE001 - eager is always there
             _fused['failed'] = True
             warnings.warn(f'SIRFP statistics: torch.compile failed '
                           f'({type(exc).__name__}); computing them eagerly '
                           '(same values, slower)')
-    return batch_redundancy(x), batch_detail(x)
+    return _sobel_std(padded)
 
 
-def batch_redundancy(x: torch.Tensor) -> torch.Tensor:
-    """``S`` of one batch: (N, C, H, W) -> (C, C), averaged over N."""
-    return symmetric_gram(_normalised_rows(x)).div_(x.shape[0])
-
-
-def batch_detail(x: torch.Tensor) -> torch.Tensor:
-    """``E`` of one batch: (N, C, H, W) -> (C,), averaged over N."""
-    if x.shape[-1] * x.shape[-2] < 2:  # a 1x1 map (image pooling)
-        return x.new_zeros(x.shape[1], dtype=torch.float)
-    return _detail(x)
+def map_statistics(x: torch.Tensor,
+                   padded_maps: Optional[PaddedMaps] = None):
+    """(``S``, ``E``) of one batch of maps (N, C, H, W): ``S`` (C, C) and
+    ``E`` (C,), averaged over N."""
+    return batch_redundancy(x), batch_detail(x, padded_maps)
 
 
 @contextmanager
@@ -189,6 +206,7 @@ class RedundancyStatistics:
         self.momentum = momentum
         self.training_only = training_only
         self.layer_names = list(layer_names)
+        self._padded_maps = PaddedMaps()
         modules = dict(model.named_modules())
         self.redundancy: Dict[str, torch.Tensor] = {}
         self.detail: Dict[str, torch.Tensor] = {}
@@ -219,7 +237,7 @@ class RedundancyStatistics:
             if output.dim() != 4 or (self.training_only
                                      and not module.training):
                 return
-            self.update(name, *map_statistics(output))
+            self.update(name, *map_statistics(output, self._padded_maps))
 
         return hook
 
@@ -310,3 +328,4 @@ class RedundancyStatistics:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._padded_maps = PaddedMaps()  # frees the buffer

@@ -67,6 +67,18 @@ def test_fused_kernels_equal_numpy(monkeypatch):
                                numpy_detail(x.double().numpy()), rtol=1e-5)
 
 
+def test_reused_padding_buffer_leaves_no_stale_values():
+    """A buffer that held a larger batch pads a smaller one with zeros."""
+    from mmseg_prune.criteria.sirfp_statistics import PaddedMaps
+    padded_maps = PaddedMaps()
+    gen = torch.Generator().manual_seed(2)
+    for shape in [(2, 6, 9, 11), (3, 2, 5, 4), (1, 7, 6, 6)]:
+        x = torch.randn(*shape, generator=gen) + 3  # borders far from 0
+        np.testing.assert_allclose(batch_detail(x, padded_maps).numpy(),
+                                   numpy_detail(x.double().numpy()),
+                                   rtol=1e-5)
+
+
 def test_pooled_maps_have_no_detail():
     """Image-pooling branches give 1x1 maps: E is 0 there, not NaN."""
     x = torch.randn(2, 4, 1, 1)
