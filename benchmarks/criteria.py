@@ -19,10 +19,17 @@ Every stage caches its outputs under --work-dir and a rerun resumes where the
 last one stopped; each finished run is appended to runs.jsonl at once, so a
 killed study loses at most the run in progress.
 
+Training and fine-tuning run in bfloat16 autocast by default (weights and
+optimizer in float32; ``--precision fp32`` for the earlier setting), as
+the papers train with mixed precision; pruning statistics and evaluation
+stay float32. The wall time over every run of the script on a work dir is
+kept in its timing.json.
+
 Example:
     python benchmarks/criteria.py --quick         # one seed, 0.5, short,
                                                   # no ablations or KD
     python benchmarks/criteria.py                 # the full study
+    python benchmarks/criteria.py --criteria sirfp-schedule  # and more
 """
 import argparse
 import copy
@@ -43,8 +50,13 @@ MODELS = {
 }
 
 
-QUICK_CRITERIA = ['random', 'l1', 'bn_scale', 'fpgm', 'taylor', 'sirfp', 'mtp',
-                  'mtp-label-free']
+#: Run at every reduction and seed, on both models, by default.
+MAIN_CRITERIA = ['random', 'l1', 'bn_scale', 'fpgm', 'taylor', 'sirfp',
+                 'sirfp-grad', 'mtp', 'mtp-label-free']
+#: SIRFP's departures from its official defaults, at reduction 0.5 on the
+#: first model, by default.
+ABLATIONS = ['sirfp-grad-unscaled', 'sirfp-no-bias-comp', 'sirfp-eval-calib']
+QUICK_CRITERIA = [c for c in MAIN_CRITERIA if c != 'sirfp-grad']
 
 
 def log(message):
@@ -135,7 +147,10 @@ def pretrain(args, cls_root, cfg):
             batch = images[idx]
             flip = torch.rand(len(idx)) < 0.5
             batch[flip] = batch[flip].flip(-1)
-            loss = torch.nn.functional.cross_entropy(logits(batch),
+            with torch.autocast('cpu', dtype=torch.bfloat16,
+                                enabled=args.precision == 'bf16'):
+                scores = logits(batch)
+            loss = torch.nn.functional.cross_entropy(scores.float(),
                                                      labels[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -164,6 +179,8 @@ def study_config(model, seg_root, args):
     """The model's proxy config on the generated data at --size."""
     from mmseg_prune.apis import load_config
     cfg = load_config(osp.join(ROOT, MODELS[model]), data_root=seg_root)
+    if args.precision == 'bf16':
+        cfg.optim_wrapper.type = 'BF16OptimWrapper'
     if args.size != 128:
         crop = (args.size, args.size)
         cfg.merge_from_dict({'crop_size': crop,
@@ -210,7 +227,8 @@ def train_dense(args, model, cfg, pretrained):
     record = dict(checkpoint=osp.join(out, 'train', f'iter_{iters}.pth'),
                   miou=float(metrics['mIoU']), train_seconds=seconds,
                   train_cpu_seconds=cpu_seconds,
-                  threads=torch.get_num_threads(), iters=iters)
+                  threads=torch.get_num_threads(), iters=iters,
+                  precision=args.precision)
     from mmseg_prune.utils.io import atomic_write_text
     atomic_write_text(done, json.dumps(record, indent=2))
     log(f'dense {model}: val mIoU {record["miou"]:.2f} after '
@@ -367,7 +385,7 @@ def prune_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
             prune_seconds=round(prune_seconds, 1),
             finetune_seconds=round(time.time() - start, 1),
             cpu_seconds=round(time.process_time() - cpu_start, 1),
-            threads=torch.get_num_threads(),
+            threads=torch.get_num_threads(), precision=args.precision,
             layers=osp.relpath(paths['report'], args.work_dir))
         with open(results, 'a') as f:
             f.write(json.dumps(record) + '\n')
@@ -424,7 +442,8 @@ def schedule_and_tune(args, model, cfg, dense, name, spec, ratio, seed,
         finetune_iters=iters, prune_seconds=0.0,
         finetune_seconds=round(time.time() - start, 1),
         cpu_seconds=round(time.process_time() - cpu_start, 1),
-        threads=torch.get_num_threads(), layers=None)
+        threads=torch.get_num_threads(), precision=args.precision,
+        layers=None)
     with open(results, 'a') as f:
         f.write(json.dumps(record) + '\n')
     done.add((model, name, ratio, seed, False))
@@ -466,6 +485,61 @@ def read_results(path):
                 except json.JSONDecodeError:  # a line cut by a kill
                     pass
     return records
+
+
+def check_cache(args):
+    """Refuse a work dir whose cache was made in another precision; an
+    error message (None when the cache fits)."""
+    from mmseg_prune.utils.io import atomic_write_text
+    path = osp.join(args.work_dir, 'settings.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            cached = json.load(f)
+    elif osp.isfile(osp.join(args.work_dir, 'pretrain.pth')):
+        cached = dict(precision='fp32')  # made before --precision existed
+    else:
+        cached = dict(precision=args.precision)
+    if not osp.isfile(path):
+        os.makedirs(args.work_dir, exist_ok=True)
+        atomic_write_text(path, json.dumps(cached, indent=2))
+    if cached['precision'] != args.precision:
+        return (f'{args.work_dir} holds a study trained in '
+                f'{cached["precision"]}; pass --precision '
+                f'{cached["precision"]} to go on with it, or a new '
+                '--work-dir')
+    return None
+
+
+class StudyClock:
+    """Wall time spent on a work dir over every run of the script, so that
+    a study stopped and resumed still states its whole time.
+
+    Each run of the script is one segment in ``timing.json``; its seconds
+    are saved at every :meth:`tick`, so a killed run loses at most the time
+    since its last tick (the run in progress, which the next one redoes).
+    """
+
+    def __init__(self, work_dir):
+        from mmseg_prune.utils.io import atomic_write_text
+        self._write = atomic_write_text
+        self.path = osp.join(work_dir, 'timing.json')
+        self.segments = []
+        if osp.isfile(self.path):
+            with open(self.path) as f:
+                self.segments = json.load(f)['segments']
+        self.start = time.time()
+        self.segments.append(dict(
+            started=time.strftime('%Y-%m-%d %H:%M:%S'), seconds=0.0))
+        self.tick()
+
+    def tick(self):
+        self.segments[-1]['seconds'] = round(time.time() - self.start, 1)
+        self._write(self.path, json.dumps(dict(segments=self.segments),
+                                          indent=1))
+
+    @property
+    def total(self):
+        return sum(s['seconds'] for s in self.segments)
 
 
 # --------------------------------------------------------------------------
@@ -522,7 +596,19 @@ def _compute_line(dense, records, model):
             'takes): ' + '; '.join(parts) + '.')
 
 
-def write_markdown(path, records, command, dense, seconds):
+def _time_line(clock):
+    """The study's wall time on its work dir, over every run of the
+    script."""
+    clock.tick()
+    text = f'Wall time on this work dir: {clock.total / 60:.0f} min'
+    if len(clock.segments) > 1:
+        text += (f' over {len(clock.segments)} runs of the script (a '
+                 'stopped study resumes; the time a stop cut short is not '
+                 'counted)')
+    return text + '.'
+
+
+def write_markdown(path, records, command, dense, clock):
     """Tables of every (model, criterion, reduction); what follows the
     :data:`NOTES` line of an existing file (the analysis) is kept."""
     notes = ''
@@ -533,9 +619,7 @@ def write_markdown(path, records, command, dense, seconds):
     table = summarise(records)
     models = sorted({k[0] for k in table})
     lines = ['# Criteria on a trained model (proxy study)', '',
-             f'Made by `{command}`' + (f' in {seconds / 60:.0f} min of '
-                                       'this run' if seconds else '') + '.',
-             '']
+             f'Made by `{command}`. ' + _time_line(clock), '']
     for model in models:
         info = dense[model]
         tuned = {k: v for k, v in info.items()
@@ -642,8 +726,16 @@ def parse_args(argv=None):
     parser.add_argument('--reductions', type=float, nargs='+',
                         default=[0.3, 0.5, 0.7])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--criteria', nargs='+', help='study names to run '
-                        '(default: all)')
+    parser.add_argument('--criteria', nargs='+', help='study names to run, '
+                        'each at every reduction (default: the main '
+                        'criteria, and SIRFP\'s ablations at 0.5; the '
+                        'in-training schedule, split budgets and round_to '
+                        'variants only when named)')
+    parser.add_argument('--precision', choices=['bf16', 'fp32'],
+                        default='bf16', help='training and fine-tuning '
+                        'precision: bf16 autocast (BF16OptimWrapper, 1.7x '
+                        'faster on a CPU with bf16 units) or fp32; pruning '
+                        'and evaluation are fp32 either way')
     parser.add_argument('--second-model',
                         help='run at 0.5 only; "none" to skip (default: '
                         'pspnet_r18; --quick: none)')
@@ -674,12 +766,39 @@ def parse_args(argv=None):
     return args
 
 
+def planned_runs(args, names, models):
+    """(model, reduction, name) in the order the study runs them: the main
+    criteria everywhere, ablations at 0.5 on the first model only unless
+    named with --criteria, the second model at 0.5 only."""
+    plan = []
+    for model in models:
+        reductions = args.reductions if model == models[0] else [0.5]
+        for ratio in reductions:
+            for name in names:
+                if name in ABLATIONS and not args.criteria and (
+                        model != models[0] or ratio != 0.5):
+                    continue
+                plan.append((model, ratio, name))
+    return plan
+
+
 def main(argv=None):
-    started = time.time()
     command = 'python benchmarks/criteria.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     os.chdir(ROOT)
+    names = args.criteria or MAIN_CRITERIA + ABLATIONS
+    known = list(criteria_specs('', '', args))
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        print(f'error: unknown criteria {unknown}; choose from '
+              f'{", ".join(known)}', file=sys.stderr)
+        return 2
+    problem = check_cache(args)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        return 2
+    clock = StudyClock(args.work_dir)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     warnings.filterwarnings('ignore')
     import mmseg_prune  # noqa: F401 - registers the plugin
@@ -691,41 +810,40 @@ def main(argv=None):
         models.append(args.second_model)
     cfgs = {m: study_config(m, seg_root, args) for m in models}
     pretrained = pretrain(args, cls_root, cfgs[models[0]])
-    dense = {m: train_dense(args, m, cfgs[m], pretrained) for m in models}
+    clock.tick()
+    dense = {}
+    for model in models:
+        dense[model] = train_dense(args, model, cfgs[model], pretrained)
+        clock.tick()
     if args.stage == 'dense':
         return 0
-    dense = {m: dense_finetuned(args, m, cfgs[m], dense[m]) for m in models}
+    for model in models:
+        dense[model] = dense_finetuned(args, model, cfgs[model],
+                                       dense[model])
+        clock.tick()
     specs = criteria_specs(pretrained, cls_root, args)
-    names = args.criteria or list(specs)
-    unknown = set(names) - set(specs)
-    if unknown:
-        print(f'error: unknown criteria {sorted(unknown)}; choose from '
-              f'{", ".join(specs)}', file=sys.stderr)
-        return 2
     results = osp.join(args.work_dir, 'runs.jsonl')
     done = {(r['model'], r['criterion'], r['flops_reduction'], r['seed'],
              r['distill']) for r in read_results(results)}
-    for model in models:
-        reductions = args.reductions if model == models[0] else [0.5]
-        for ratio in reductions:
-            for seed in args.seeds:
-                for name in names:
-                    prune_and_tune(args, model, cfgs[model], dense[model],
-                                   name, specs[name], ratio, seed, done,
-                                   results)
+    plan = planned_runs(args, names, models)
+    for seed in args.seeds:
+        for model, ratio, name in plan:
+            prune_and_tune(args, model, cfgs[model], dense[model], name,
+                           specs[name], ratio, seed, done, results)
+            clock.tick()
     records = read_results(results)
     from mmseg_prune.utils.io import atomic_write_text
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     atomic_write_text(args.out + '.json', json.dumps(
-        dict(command=command, dense=dense,
+        dict(command=command, dense=dense, timing=clock.segments,
              records=[{k: v for k, v in r.items() if k != 'layers'}
                       for r in records]), indent=1))
-    write_markdown(args.out + '.md', records, command, dense,
-                   time.time() - started)
+    write_markdown(args.out + '.md', records, command, dense, clock)
     write_plot(args.out + '.png', records, args.work_dir, command,
                models[0], dense[models[0]])
-    log(f'wrote {args.out}.md, .json and .png in '
-        f'{(time.time() - started) / 60:.1f} min')
+    clock.tick()
+    log(f'wrote {args.out}.md, .json and .png; {clock.total / 60:.1f} min '
+        f'in all on {args.work_dir}')
     return 0
 
 

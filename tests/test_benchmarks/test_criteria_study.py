@@ -53,6 +53,34 @@ def test_smallest_setting_end_to_end(tmp_path):
     assert all(r['cpu_seconds'] > 0 and r['threads'] >= 1 for r in records)
     assert 'dense training' in table and 'the 3 runs that record it' in table
     assert osp.getsize(out + '.png') > 10000
-    # A rerun resumes from the cache: nothing is run again.
+    assert all(r['precision'] == 'bf16' for r in records)
+    assert 'Wall time on this work dir:' in table
+    # A rerun resumes from the cache: nothing is run again; the wall time
+    # adds up over both runs.
     assert study.main(args) == 0
     assert len(json.load(open(out + '.json'))['records']) == 3
+    timing = json.load(open(tmp_path / 'cache' / 'timing.json'))
+    assert len(timing['segments']) == 2
+    assert all(seg['seconds'] > 0 for seg in timing['segments'])
+    assert 'over 2 runs of the script' in open(out + '.md').read()
+    # A cache trained in bf16 is not mixed with fp32 runs.
+    assert study.main(args + ['--precision', 'fp32']) == 2
+    assert len(json.load(open(tmp_path / 'cache' / 'timing.json'))[
+        'segments']) == 2
+
+
+def test_ablations_run_at_half_on_the_first_model_unless_named():
+    spec = importlib.util.spec_from_file_location(
+        'criteria', osp.join(ROOT, 'benchmarks', 'criteria.py'))
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    models = ['deeplabv3_r18', 'pspnet_r18']
+    args = study.parse_args([])
+    plan = study.planned_runs(args, ['l1', 'sirfp-no-bias-comp'], models)
+    assert plan == [('deeplabv3_r18', 0.3, 'l1'), ('deeplabv3_r18', 0.5, 'l1'),
+                    ('deeplabv3_r18', 0.5, 'sirfp-no-bias-comp'),
+                    ('deeplabv3_r18', 0.7, 'l1'), ('pspnet_r18', 0.5, 'l1')]
+    named = study.parse_args(['--criteria', 'sirfp-no-bias-comp'])
+    assert study.planned_runs(named, named.criteria, models) == [
+        ('deeplabv3_r18', r, 'sirfp-no-bias-comp') for r in (0.3, 0.5, 0.7)
+    ] + [('pspnet_r18', 0.5, 'sirfp-no-bias-comp')]
