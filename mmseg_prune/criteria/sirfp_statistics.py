@@ -237,7 +237,10 @@ class RedundancyStatistics:
             if output.dim() != 4 or (self.training_only
                                      and not module.training):
                 return
-            self.update(name, *map_statistics(output, self._padded_maps))
+            # float32 statistics under mixed-precision training too.
+            with torch.autocast(output.device.type, enabled=False):
+                self.update(name, *map_statistics(output,
+                                                  self._padded_maps))
 
         return hook
 

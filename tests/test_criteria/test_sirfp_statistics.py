@@ -86,6 +86,23 @@ def test_pooled_maps_have_no_detail():
     assert torch.isfinite(batch_redundancy(x)).all()
 
 
+def test_statistics_stay_float32_under_mixed_precision():
+    """Under bfloat16 autocast (BF16OptimWrapper) the hooked layer's output
+    is bfloat16, but S and E are float32 products of it, not bfloat16."""
+    model = nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64)).eval()
+    stats = RedundancyStatistics(model, ['1'])
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        output = model(x)
+    stats.remove()
+    assert output.dtype == torch.bfloat16
+    maps = output.float().double().numpy()
+    np.testing.assert_allclose(stats.redundancy['1'].numpy(),
+                               numpy_redundancy(maps), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats.detail['1'].numpy(),
+                               numpy_detail(maps), rtol=1e-5)
+
+
 @pytest.mark.parametrize('momentum', [None, 0.9])
 def test_hooks_accumulate_running_mean_or_ema(momentum):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
