@@ -53,7 +53,7 @@ def test_smallest_setting_end_to_end(tmp_path):
     assert all(r['cpu_seconds'] > 0 and r['threads'] >= 1 for r in records)
     assert 'dense training' in table and 'the 3 runs that record it' in table
     assert osp.getsize(out + '.png') > 10000
-    assert all(r['precision'] == 'bf16' for r in records)
+    assert all(r['precision'] == 'fp32' for r in records)
     assert 'Wall time on this work dir:' in table
     # A rerun resumes from the cache: nothing is run again; the wall time
     # adds up over both runs.
@@ -63,8 +63,8 @@ def test_smallest_setting_end_to_end(tmp_path):
     assert len(timing['segments']) == 2
     assert all(seg['seconds'] > 0 for seg in timing['segments'])
     assert 'over 2 runs of the script' in open(out + '.md').read()
-    # A cache trained in bf16 is not mixed with fp32 runs.
-    assert study.main(args + ['--precision', 'fp32']) == 2
+    # A cache trained in fp32 is not mixed with bf16 runs.
+    assert study.main(args + ['--precision', 'bf16']) == 2
     assert len(json.load(open(tmp_path / 'cache' / 'timing.json'))[
         'segments']) == 2
 
