@@ -497,11 +497,10 @@ def check_cache(args):
     if osp.isfile(path):
         with open(path) as f:
             cached = json.load(f)
-    elif osp.isfile(osp.join(args.work_dir, 'pretrain.pth')):
-        cached = dict(precision='fp32')  # made before --precision existed
     else:
-        cached = dict(precision=args.precision)
-    if not osp.isfile(path):
+        # A cache made before --precision existed was trained in fp32.
+        made_before = osp.isfile(osp.join(args.work_dir, 'pretrain.pth'))
+        cached = dict(precision='fp32' if made_before else args.precision)
         os.makedirs(args.work_dir, exist_ok=True)
         atomic_write_text(path, json.dumps(cached, indent=2))
     if cached['precision'] != args.precision:

@@ -378,7 +378,7 @@ def onnx_cell(row):
 def recorded(rows, key):
     """The values of ``key`` over ``rows``, for the table's header."""
     values = sorted({str(r[key]) for r in rows if key in r})
-    if len(values) < 1 or any(key not in r for r in rows):
+    if not values or any(key not in r for r in rows):
         values.append('not recorded for earlier rows')
     return ' or '.join(values)
 
@@ -407,6 +407,7 @@ def write_table(rows, args, done=True):
     ok = [r for r in rows if 'error' not in r]
     timed = [r for r in ok if 'dense_ms' in r]  # on the CPU
     threads, runs = recorded(timed, 'threads'), recorded(timed, 'runs')
+    date = recorded(timed, 'date')
     gpus = recorded(ok, CUDA_PREFIX + 'device')
     extra = [r for r in rows if 'error' in r and any(
         m in r['error'] for m in EXTRA_PACKAGE_ERRORS)]
@@ -416,7 +417,7 @@ def write_table(rows, args, done=True):
         'Made by `python benchmarks/zoo.py --out docs/zoo.md` (rows of '
         'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
         're-runs some) '
-        f'(date: {recorded(timed, "date")}; CPU threads: {threads}). One config '
+        f'(date: {date}; CPU threads: {threads}). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
         'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
         'size uses its config\'s crop size, and one that runs out of memory '
