@@ -18,7 +18,6 @@ import json
 import os.path as osp
 import sys
 import time
-import warnings
 
 import torch
 
@@ -53,10 +52,8 @@ def measure(family, round_tos, runs, size, profile_ops):
         pruned, row = {}, dict(family=family, config=config, settings={})
         for step in round_tos:
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter('always')
-                    result = prune_segmentor(dense, 'l1', 0.5, shape,
-                                             budget=dict(round_to=step))
+                result = prune_segmentor(dense, 'l1', 0.5, shape,
+                                         budget=dict(round_to=step))
             except PruneError as exc:  # groups too coarse for the budget
                 row['settings'][step] = dict(error=str(exc).split(':')[0])
                 continue
@@ -65,10 +62,8 @@ def measure(family, round_tos, runs, size, profile_ops):
             row['settings'][step] = dict(flops=result.pruned.flops,
                                          params=result.pruned.params)
             # The budget halves a round_to too coarse for the target.
-            used = [str(w.message).rsplit('round_to=', 1)[1]
-                    for w in caught if 'trying round_to=' in str(w.message)]
-            if used:
-                row['settings'][step]['round_to_used'] = int(used[-1])
+            if result.round_to != step:
+                row['settings'][step]['round_to_used'] = result.round_to
     candidates = dict(dense=segmentor_forward(dense.eval(), shape))
     candidates.update({f'round_to={s}': segmentor_forward(m, shape)
                        for s, m in pruned.items()})

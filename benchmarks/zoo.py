@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,8 +89,13 @@ def representative(family):
 #: Largest output difference accepted between the pruned model and its
 #: rebuild from pruned_config.py; a row beyond it fails.
 RELOAD_ATOL = 1e-4
-#: Keys of a row that --device cuda writes; a CPU run keeps them.
+#: Keys of a row that --device cuda writes; a CPU run keeps them while
+#: the pruning is the same.
 CUDA_PREFIX = 'cuda_'
+#: Channel multiple of every pruning: oneDNN's fp32 block on AVX-512 CPUs,
+#: chosen by measurement (docs/alignment.md); the budget halves it where a
+#: family cannot reach 50% that coarsely, and the row records what it used.
+ROUND_TO = 16
 #: Timed runs of each CUDA figure, after as many warm-up runs.
 CUDA_RUNS = 50
 
@@ -105,6 +111,7 @@ def run_one(config, runs, size, device='cpu', lock=None):
     from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                                   prune_segmentor, save_pruned)
     from mmseg_prune.apis import default_input_shape
+    from mmseg_prune.structure import inference_forward
     from mmseg_prune.utils import PruneError
     from mmseg_prune.utils.cli import quiet_logger
     shape = (size, size)
@@ -114,16 +121,18 @@ def run_one(config, runs, size, device='cpu', lock=None):
         torch.manual_seed(0)  # the same dense weights in every run
         dense = build_segmentor(cfg)
         start = time.perf_counter()
+        budget = dict(round_to=ROUND_TO)
         try:
-            result = prune_segmentor(dense, 'l1', 0.5, shape)
+            result = prune_segmentor(dense, 'l1', 0.5, shape, budget=budget)
         except PruneError as exc:
             if 'forward fails at input shape' not in str(exc):
                 raise
             # Fixed position embeddings (BEiT): use the config's own size.
             shape = tuple(default_input_shape(cfg))
             start = time.perf_counter()
-            result = prune_segmentor(dense, 'l1', 0.5, shape)
+            result = prune_segmentor(dense, 'l1', 0.5, shape, budget=budget)
         row['input'] = list(shape)
+        row['round_to'] = result.round_to
         row['prune_s'] = time.perf_counter() - start
         if device == 'cuda':
             # One family at a time on the GPU, while others prune.
@@ -145,7 +154,8 @@ def run_one(config, runs, size, device='cpu', lock=None):
                 # model differs from itself by about 0.1 between calls.
                 torch.manual_seed(0)
                 with torch.no_grad():
-                    outputs.append(flatten_as_list(model._forward(x)))
+                    outputs.append(flatten_as_list(
+                        inference_forward(model, x)))
             diff = max((a - b).abs().max().item()
                        for a, b in zip(*outputs))
         if not diff <= RELOAD_ATOL:
@@ -279,15 +289,20 @@ def run_family(family, args):
 
 
 def merge(old, new, device):
-    """``new`` over ``old``, keeping the other device's figures."""
+    """``new`` over ``old``, keeping the other device's figures where they
+    are of the same pruning (the same ``round_to``)."""
+    old = old or {}
     if device == 'cuda':
         new = dict(new)
         if 'error' in new:
             new[CUDA_PREFIX + 'error'] = new.pop('error')
         new = {k: v for k, v in new.items()
                if k.startswith(CUDA_PREFIX) or k in ('family', 'config')}
-    kept = {k: v for k, v in (old or {}).items()
-            if k.startswith(CUDA_PREFIX) != (device == 'cuda')}
+        same = True
+    else:
+        same = old.get('round_to', 1) == new.get('round_to', 1)
+    kept = {k: v for k, v in old.items()
+            if k.startswith(CUDA_PREFIX) != (device == 'cuda') and same}
     return dict(kept, **new)
 
 
@@ -419,7 +434,9 @@ def write_table(rows, args, done=True):
         're-runs some) '
         f'(date: {date}; CPU threads: {threads}). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
-        'L1 criterion at input 1x3x512x512 (a model that cannot run at that '
+        f'L1 criterion, keeping multiples of {ROUND_TO} channels (the budget\'s'
+        f' round_to; halved where a family cannot reach 50% that coarsely, '
+        'shown in the round_to column), at input 1x3x512x512 (a model that cannot run at that '
         'size uses its config\'s crop size, and one that runs out of memory '
         'at that size is run at 256x256, both shown in the input column); '
         'FLOPs are multiply-adds counted '
@@ -445,20 +462,30 @@ def write_table(rows, args, done=True):
         f'{len(ok)} of {len(rows) - len(extra)} families that build '
         'without extra packages '
         f'({len(ok) / max(len(rows) - len(extra), 1):.0%}).', '',
-        '| family | config | supported | input | FLOPs (MACs) dense → pruned | '
+        '| family | config | supported | input | round_to | '
+        'FLOPs (MACs) dense → pruned | '
         'params dense → pruned | CPU latency dense → pruned (ms) | '
         'speed-up / FLOPs ratio | onnxruntime latency dense → pruned (ms) '
         '| CUDA latency dense → pruned (ms) | pruning time (s) | reload |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|'
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|'
     ]
+    ratios = sorted(r['dense_ms'] / r['pruned_ms'] * r['pruned_flops'] /
+                    r['dense_flops'] for r in timed)
+    if ratios:
+        lines[-2:-2] = [
+            f'Speed-up / FLOPs ratio on the CPU over the {len(ratios)} timed '
+            f'families: median {statistics.median(ratios):.2f}, lowest {ratios[0]:.2f}, '
+            f'highest {ratios[-1]:.2f}; {sum(q < 0.85 for q in ratios)} below '
+            '0.85; pruned models slower than their dense model: '
+            f'{sum(r["pruned_ms"] > r["dense_ms"] for r in timed)}.', '']
     for r in rows:
         if 'error' in r:
             lines.append(f'| {r["family"]} | {r["config"]} | no: '
-                         f'{r["error"]} | | | | | | | | | |')
+                         f'{r["error"]} | | | | | | | | | | |')
             continue
         if 'dense_flops' not in r:  # only a --device cuda run so far
             lines.append(f'| {r["family"]} | {r["config"]} | not run on '
-                         f'the CPU | | | | | | | {cuda_cell(r)} | | |')
+                         f'the CPU | | | | | | | | {cuda_cell(r)} | | |')
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
         speedup = r['dense_ms'] / r['pruned_ms']
@@ -475,7 +502,7 @@ def write_table(rows, args, done=True):
                                   f' ± {spread:.0%}')
         lines.append(
             f'| {r["family"]} | {r["config"]} | yes | '
-            f'{r["input"][0]}x{r["input"][1]} | '
+            f'{r["input"][0]}x{r["input"][1]} | {r.get("round_to", 1)} | '
             f'{human(r["dense_flops"])} → {human(r["pruned_flops"])} | '
             f'{human(r["dense_params"])} → {human(r["pruned_params"])} | '
             f'{timing(r["dense_ms"], spreads[0])} → '

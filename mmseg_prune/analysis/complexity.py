@@ -15,19 +15,20 @@ import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 
-from ..structure import auxiliary_heads
+from ..structure import auxiliary_heads, inference_forward
 from ..utils.errors import PruneError
 
 
 class InferenceForward(nn.Module):
-    """Wraps a segmentor so that ``forward(x)`` is its tensor-mode forward."""
+    """Wraps a segmentor so that ``forward(x)`` is its tensor-mode forward
+    (:func:`~mmseg_prune.structure.inference_forward`)."""
 
     def __init__(self, segmentor: nn.Module):
         super().__init__()
         self.segmentor = segmentor
 
     def forward(self, inputs: torch.Tensor):
-        return self.segmentor._forward(inputs)
+        return inference_forward(self.segmentor, inputs)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..structure import inference_forward
 from ..utils.errors import PruneError
 
 #: A median whose interquartile range exceeds this share of it is flagged.
@@ -128,7 +129,7 @@ def segmentor_forward(segmentor: nn.Module,
 
     def run():
         with torch.no_grad():
-            outputs = segmentor._forward(inputs)
+            outputs = inference_forward(segmentor, inputs)
         if cuda:
             torch.cuda.synchronize(parameter.device)
         return outputs

@@ -142,6 +142,11 @@ class FlopsBudget:
         max_rounds (int): Counted plans at most; each correction is a
             secant step through the last two counts (the first goes through
             the origin: no pruning, no reduction). Default: 6.
+
+    Attributes:
+        used_round_to (int | None): The channel multiple of the last plan
+            :meth:`select` returned (``round_to`` after any halving; 1
+            without rounding).
     """
 
     def __init__(self, flops_reduction: float, mode: str = 'global',
@@ -166,6 +171,7 @@ class FlopsBudget:
         self.round_to = round_to
         self.tolerance = tolerance
         self.max_rounds = max_rounds
+        self.used_round_to = None
 
     def _min_keep(self, size: int) -> int:
         if isinstance(self.min_keep, float):
@@ -335,6 +341,7 @@ class FlopsBudget:
                 found, closest = self._secant(ranking, estimator, dense,
                                               count_flops)
                 if found is not None:
+                    self.used_round_to = round_to
                     return found
                 floor, how = count_flops(floor_plan) / dense.flops, 'counted'
                 if self._reachable(floor):

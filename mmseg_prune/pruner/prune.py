@@ -48,12 +48,15 @@ class PruneResult:
         pruned (Complexity): Count of the pruned model.
         layers (dict[str, list[int]]): Conv/linear layer -> [kept, total]
             output channels.
+        round_to (int): The channel multiple the budget kept (its
+            ``round_to`` after any halving; 1 without rounding).
     """
     model: nn.Module
     keep: Dict[str, torch.Tensor]
     dense: Complexity
     pruned: Complexity
     layers: Dict[str, list] = field(default_factory=dict)
+    round_to: int = 1
 
     @property
     def achieved_reduction(self) -> float:
@@ -212,4 +215,5 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
         keep=keep,
         dense=dense,
         pruned=complexity,
-        layers=_layer_table(graph.model, pruned))
+        layers=_layer_table(graph.model, pruned),
+        round_to=budget.used_round_to or 1)

@@ -16,7 +16,7 @@ from mmengine.logging import print_log
 from ..utils.errors import PruneError
 from .layer_rules import (CLASSIFIER_PATTERNS, LAYER_PRUNERS,
                           group_multiple, is_depthwise, keeps_whole)
-from .torch_pruning_patches import install_group_lookup_table
+from .torch_pruning_patches import install_patches
 
 
 def auxiliary_heads(segmentor: nn.Module) -> List[nn.Module]:
@@ -27,16 +27,69 @@ def auxiliary_heads(segmentor: nn.Module) -> List[nn.Module]:
     return list(aux) if isinstance(aux, nn.ModuleList) else [aux]
 
 
+def is_point_head(head: nn.Module) -> bool:
+    """A PointRend head: it classifies sampled points, not feature maps."""
+    return hasattr(head, '_get_fine_grained_point_feats')
+
+
+def point_logits(head: nn.Module, feats, prev_output: torch.Tensor,
+                 test_cfg) -> torch.Tensor:
+    """A point head's logits (N, classes, P) on the points of its first
+    inference subdivision step (the most uncertain ones of the previous
+    head's upsampled output), as ``PointHead.predict`` samples them."""
+    from mmseg.models.decode_heads.point_head import calculate_uncertainty
+    from mmseg.models.utils import resize
+    x = head._transform_inputs(feats)
+    upsampled = resize(prev_output, scale_factor=test_cfg.scale_factor,
+                       mode='bilinear', align_corners=head.align_corners)
+    _, points = head.get_points_test(upsampled, calculate_uncertainty,
+                                     cfg=test_cfg)
+    return head.forward(head._get_fine_grained_point_feats(x, points),
+                        head._get_coarse_point_feats(prev_output, points))
+
+
 def decode_outputs(segmentor: nn.Module, feats) -> list:
     """The raw output of every decode head (one, or a cascade's in order)
-    on the backbone/neck features ``feats``."""
+    on the backbone/neck features ``feats``; a point head gives its point
+    logits (:func:`point_logits`)."""
     heads = segmentor.decode_head
     if not isinstance(heads, nn.ModuleList):
         return [heads.forward(feats)]
     outputs = [heads[0].forward(feats)]  # CascadeEncoderDecoder
     for head in heads[1:]:
-        outputs.append(head.forward(feats, outputs[-1]))
+        outputs.append(
+            point_logits(head, feats, outputs[-1], segmentor.test_cfg)
+            if is_point_head(head) else head.forward(feats, outputs[-1]))
     return outputs
+
+
+def inference_forward(segmentor: nn.Module,
+                      inputs: torch.Tensor) -> torch.Tensor:
+    """The segmentor's tensor-mode inference: mmseg's ``_forward``, except
+    for a PointRend cascade, which mmseg's tensor mode does not support: its
+    point head then refines the coarse output as ``predict`` does (its
+    subdivision steps), to the input's size.
+
+    Args:
+        segmentor (nn.Module): An ``EncoderDecoder``-like segmentor.
+        inputs (Tensor): A normalized batch (N, 3, H, W).
+
+    Returns:
+        Tensor: The logits.
+    """
+    heads = getattr(segmentor, 'decode_head', None)
+    if not (isinstance(heads, nn.ModuleList)
+            and any(is_point_head(head) for head in heads)):
+        return segmentor._forward(inputs)
+    feats = segmentor.extract_feat(inputs)
+    shape = tuple(inputs.shape[2:])
+    metas = [dict(img_shape=shape, pad_shape=shape, ori_shape=shape)
+             ] * inputs.shape[0]
+    output = heads[0].forward(feats)
+    for head in heads[1:]:
+        output = head.predict(feats, output, metas, segmentor.test_cfg) \
+            if is_point_head(head) else head.forward(feats, output)
+    return output
 
 
 def forward_all_heads(segmentor: nn.Module, inputs: torch.Tensor) -> list:
@@ -148,7 +201,7 @@ class SegmentorGraph:
     def __init__(self, segmentor: nn.Module, input_shape: Sequence[int],
                  ignore: Sequence[str] = ()):
         check_segmentor(segmentor)
-        install_group_lookup_table()
+        install_patches()
         self.model = revert_sync_batchnorm(segmentor).cpu().eval()
         self.input_shape = tuple(input_shape)
         self.module_names = {m: n for n, m in self.model.named_modules()}
@@ -242,10 +295,11 @@ class SegmentorGraph:
         channels is protected: found by walking from the reshape through
         channel-preserving nodes (norms, activations, adds, pooling,
         concatenations) in both directions, up to the convs and linears on
-        either side. Layers reached from their output side produce those
-        channels and are protected; layers reached from their input side
-        only consume them and keep their input channels (no group reaches
-        them across the cut).
+        either side (a concatenation passes them on to its output only, a
+        split back to its input only). Layers reached from their output
+        side produce those channels and are protected; layers reached from
+        their input side only consume them and keep their input channels (no
+        group reaches them across the cut).
 
         Returns:
             set[str]: Names of the protected producers.
@@ -260,13 +314,14 @@ class SegmentorGraph:
                                             tp.ops.TORCH_LINEAR)) and \
                 not is_depthwise(node.module)
 
+        joins = (tp.ops.OPTYPE.CONCAT, tp.ops.OPTYPE.SPLIT)
         producers, seen = set(), set()
         stack = [(n, 'producer') for r in reshapes for n in r.inputs]
         stack += [(n, 'consumer') for r in reshapes for n in r.outputs]
         while stack:
             node, role = stack.pop()
             layer = is_layer(node)
-            key = (node, role) if layer else node
+            key = (node, role) if layer or node.type in joins else node
             if key in seen:
                 continue
             seen.add(key)
@@ -278,8 +333,12 @@ class SegmentorGraph:
                 continue
             if name is not None and is_depthwise(node.module):
                 producers.add(name)
-            stack += [(n, 'producer') for n in node.inputs]
-            stack += [(n, 'consumer') for n in node.outputs]
+            # Channels entering a concatenation leave it, and do not meet
+            # its other inputs; a split's output comes from its input only.
+            if not (node.type == tp.ops.OPTYPE.CONCAT and role == 'consumer'):
+                stack += [(n, 'producer') for n in node.inputs]
+            if not (node.type == tp.ops.OPTYPE.SPLIT and role == 'producer'):
+                stack += [(n, 'consumer') for n in node.outputs]
         cut = set(reshapes)
         for node in dg.module2node.values():
             if node in cut:

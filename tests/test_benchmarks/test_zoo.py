@@ -37,6 +37,7 @@ def test_one_family_row(tmp_path):
         assert row[key + '_ms'] > 0 and row[key + '_spread'] >= 0
     assert row['onnx_max_diff'] <= 1e-4
     assert (row['threads'], row['runs']) == (1, 3)
+    assert row['round_to'] in (16, 8, 4, 2, 1)  # halved where too coarse
 
     zoo = _zoo()
     failed = zoo.why('Traceback ...\nmmseg_prune.utils.errors.PruneError: '
@@ -59,6 +60,9 @@ def test_one_family_row(tmp_path):
     again = zoo.merge(rows[0], dict(row, family='fcn'), 'cpu')
     assert again['cuda_fp32_dense_ms'] == 10.0 and again['dense_spread'] \
         == row['dense_spread']
+    # ... unless it pruned otherwise: the figures were of another model.
+    other = zoo.merge(rows[0], dict(row, family='fcn', round_to=32), 'cpu')
+    assert not any(k.startswith('cuda_') for k in other)
     first = zoo.merge(None, cuda, 'cuda')  # a family new to the table
     assert first['family'] == 'fcn' and 'input' not in first
     rows.append(dict(first, family='stdc'))
@@ -81,3 +85,8 @@ def test_one_family_row(tmp_path):
         table['segnext']
     assert '†' in table['twins']  # a spread over 10% is marked
     assert 'Supported: 3 of 4 families' in open(out).read()
+    ratio = (row['dense_ms'] / row['pruned_ms']) / (
+        row['dense_flops'] / row['pruned_flops'])
+    assert f'over the 2 timed families: median {ratio:.2f}, lowest ' \
+        f'{ratio:.2f}' in header
+    assert f'| 64x64 | {row["round_to"]} |' in table['fcn']

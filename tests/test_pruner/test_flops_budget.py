@@ -40,6 +40,7 @@ def test_min_keep_and_round_to(small_model):
         kept = len(result.keep[group.name])
         assert kept >= math.ceil(0.25 * group.size)
         assert kept % 8 == 0 or kept == group.size
+    assert result.round_to == 8
 
 
 def test_min_keep_holds_per_concatenated_layer():
@@ -126,6 +127,7 @@ def test_too_coarse_round_to_is_halved_until_the_target_is_met(small_model):
     tried = [int(str(w.message).rsplit('round_to=', 1)[1])
              for w in record if 'trying round_to=' in str(w.message)]
     assert tried and tried == sorted(tried, reverse=True) and tried[0] == 128
+    assert result.round_to == tried[-1]
     for group in SegmentorGraph(small_model, SIZE).groups:
         kept = len(result.keep[group.name])
         assert kept % tried[-1] == 0 or kept == group.size

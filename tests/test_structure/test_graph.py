@@ -115,3 +115,70 @@ def test_groups_breaking_the_forward_are_kept_whole(small_model):
     assert [tuple(t.shape) for t in out] == graph.output_shapes
     assert pruned.decode_head.convs[-1].conv.out_channels == \
         fixed.shape[1]
+
+
+def _vit_upernet():
+    """A four-layer ViT with a UPerNet head (the zoo's vit family, small)."""
+    from mmseg_prune.apis import build_segmentor, load_config
+    cfg = load_config(
+        'mmseg::vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py')
+    model = cfg.model
+    model.pretrained = None
+    model.backbone.update(img_size=(64, 64), embed_dims=32, num_layers=4,
+                          num_heads=2, out_indices=(0, 1, 2, 3),
+                          init_cfg=None)
+    model.decode_head.update(in_channels=[32] * 4, channels=16)
+    model.auxiliary_head.update(in_channels=32, channels=8)
+    return build_segmentor(cfg)
+
+
+def test_channel_concatenations_after_a_vit_are_mapped():
+    """torch-pruning drops the index mapping of every concatenation below a
+    ViT's position embedding; UPerNet's FPN concatenation must keep it, or
+    its PPM and FPN channels cannot be pruned."""
+    graph = SegmentorGraph(_vit_upernet(), SIZE)
+    assert not graph.unprunable
+    by_name = {g.name: g for g in graph.groups}
+    # fpn_bottleneck reads cat([fpn_convs 0..2, PPM bottleneck]), 16 each.
+    ppm = by_name['decode_head.bottleneck.conv']
+    reads = [m for m in ppm.members
+             if (m.name, m.dim) == ('decode_head.fpn_bottleneck.conv', 'in')]
+    assert len(reads) == 1 and reads[0].idxs == list(range(48, 64))
+    assert not any(m.name.startswith('decode_head.fpn_convs') and
+                   m.dim == 'out' for m in ppm.members)
+    # The PPM's branches meet the ViT's tokens only in a concatenation.
+    assert 'decode_head.psp_modules.0.1.conv' in by_name
+    assert 'decode_head.psp_modules.0.1.conv' not in graph.protected
+
+
+def test_point_rend_prunes_through_its_point_head():
+    """PointRend's point head classifies sampled points; mmseg's tensor
+    mode cannot run it, its inference (subdivision) does."""
+    from mmseg_prune.apis import build_segmentor, load_config
+    from mmseg_prune.pruner import prune_segmentor
+    from mmseg_prune.structure import inference_forward
+    cfg = load_config('mmseg::point_rend/pointrend_r50_4xb4-160k_ade20k-'
+                      '512x512.py')
+    cfg.model.pretrained = None
+    cfg.model.backbone.depth = 18
+    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    cfg.model.test_cfg.subdivision_num_points = 64
+    model = build_segmentor(cfg).eval()
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        out = inference_forward(model, x)
+        # mmseg's own inference, through the data samples.
+        expected = model.encode_decode(x, [dict(img_shape=SIZE,
+                                                pad_shape=SIZE,
+                                                ori_shape=SIZE)])
+    assert out.shape == (1, 150, *SIZE)
+    torch.testing.assert_close(out, expected)
+    graph = SegmentorGraph(model, SIZE)
+    assert 'decode_head.1.fcs.0.conv' in {g.name for g in graph.groups}
+    assert 'decode_head.1.fc_seg' in graph.protected
+    result = prune_segmentor(model, 'l1', 0.5, SIZE)
+    assert abs(result.achieved_reduction - 0.5) <= 0.005
+    fc = result.model.decode_head[1].fcs[0].conv
+    assert fc.out_channels < 256
+    with torch.no_grad():
+        assert inference_forward(result.model.eval(), x).shape == out.shape

@@ -5,7 +5,7 @@ from torch_pruning.dependency.group import Group
 from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.structure import SegmentorGraph
 from mmseg_prune.structure.torch_pruning_patches import \
-    install_group_lookup_table
+    install_patches
 
 
 def _original_has_pruning_op(self, dep, idxs):  # torch-pruning 1.6.1
@@ -34,5 +34,5 @@ def test_same_groups_as_torch_pruning(config):
     try:
         slow = _groups(build_segmentor(cfg))
     finally:
-        install_group_lookup_table()
+        install_patches()
     assert fast == slow
