@@ -98,6 +98,46 @@ CUDA_PREFIX = 'cuda_'
 ROUND_TO = 16
 #: Timed runs of each CUDA figure, after as many warm-up runs.
 CUDA_RUNS = 50
+#: A family whose CPU speed-up / FLOPs ratio falls below this is profiled,
+#: and its row names the ops that keep the pruned model slow.
+PROFILE_BELOW = 0.6
+
+
+def module_times(model, shape):
+    """Leaf module name -> milliseconds of one forward (after one untimed
+    forward), from hooks around every leaf module.
+
+    Hooks, not torch.profiler: mmcv's compiled ops (PSANet's PSAMask) call
+    ATen op by op, and the profiler's event per call ran out of this
+    machine's memory at 512x512.
+    """
+    from mmseg_prune.analysis import segmentor_forward
+    run = segmentor_forward(model, shape)
+    run()
+    times, started, hooks = {}, {}, []
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            hooks.append(module.register_forward_pre_hook(
+                lambda m, args, n=name: started.__setitem__(
+                    n, time.perf_counter())))
+            hooks.append(module.register_forward_hook(
+                lambda m, args, out, n=name: times.__setitem__(
+                    n, times.get(n, 0.0) +
+                    (time.perf_counter() - started[n]) * 1000)))
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return times
+
+
+def slowest_modules(dense, pruned, shape, count=2):
+    """The ``count`` leaf modules that take the most of the pruned model's
+    forward, as [module, dense ms, pruned ms]."""
+    before, after = module_times(dense, shape), module_times(pruned, shape)
+    top = sorted(after, key=after.get, reverse=True)[:count]
+    return [[name, before.get(name, 0.0), after[name]] for name in top]
 
 
 def run_one(config, runs, size, device='cpu', lock=None):
@@ -181,6 +221,8 @@ def run_one(config, runs, size, device='cpu', lock=None):
             pruned_ms=latency['pruned'].median,
             dense_spread=latency['dense'].spread,
             pruned_spread=latency['pruned'].spread)
+        if speed_ratio(row) < PROFILE_BELOW:
+            row['slow_modules'] = slowest_modules(dense, result.model, shape)
         row.update(onnxruntime_latency(dense, result.model, shape, runs))
     print('ZOO_RESULT ' + json.dumps(row))
 
@@ -322,6 +364,9 @@ def main():
                         help='cuda: add GPU latency to the rows')
     parser.add_argument('--jobs', type=int, default=1,
                         help='families pruned at once (--device cuda only)')
+    parser.add_argument('--repeat-of', metavar='JSON',
+                        help='an earlier run\'s docs/zoo.json: the table '
+                        'ends with how far each family\'s timings moved')
     parser.add_argument('--one', help=argparse.SUPPRESS)
     parser.add_argument('--lock', help=argparse.SUPPRESS)
     parser.add_argument('--size', type=int, default=512,
@@ -379,6 +424,15 @@ def main():
             write_table(rows, args, done=done == len(futures))
 
 
+def profiled(row):
+    """Why a row's ratio is low: the modules taking the most of its pruned
+    forward, with their time dense → pruned; or nothing."""
+    if not row.get('slow_modules'):
+        return ''
+    return '; profiled, most of the pruned forward: ' + ', '.join(
+        f'{name} {a:.0f} → {b:.0f} ms' for name, a, b in row['slow_modules'])
+
+
 def onnx_cell(row):
     """onnxruntime dense → pruned, or why there is none."""
     if 'ort_dense_ms' not in row:
@@ -429,7 +483,9 @@ def write_table(rows, args, done=True):
     lines = [
         '# Model-zoo coverage', '',
         *([] if done else ['**Partial: the run was still going.**', '']),
-        'Made by `python benchmarks/zoo.py --out docs/zoo.md` (rows of '
+        f'Made by `python benchmarks/zoo.py --out {args.out}'
+        + (f' --repeat-of {args.repeat_of}'
+           if getattr(args, 'repeat_of', None) else '') + '` (rows of '
         'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
         're-runs some) '
         f'(date: {date}; CPU threads: {threads}). One config '
@@ -449,14 +505,19 @@ def write_table(rows, args, done=True):
         f'(runs: {runs}) ± the interquartile range over the median; a pair '
         'with a spread over 10% is timed again once, and is marked † if it '
         'stays over. The run refuses to start while other work keeps the '
-        'cores busy. CUDA latency (`--device cuda`, on '
-        f'{gpus}): the same pruning, dense and pruned in turn at batch 1, '
-        f'fp32 then fp16, {CUDA_RUNS // 5} warm-up runs and the median of '
-        f'{CUDA_RUNS}, each forward ended by `torch.cuda.synchronize` '
-        '(speed-up in brackets; † marks a spread over 10%), '
-        f'{recorded(ok, CUDA_PREFIX + "jobs")} families at a time: one '
-        'timed while the others were pruned on the CPU, which a '
-        'launch-bound batch-1 timing feels.', '',
+        'cores busy. onnxruntime latency: both models exported to ONNX as '
+        '`tools/export_onnx.py` does and timed the same way on the CPU. ' +
+        ('CUDA latency (`--device cuda`, on '
+         f'{gpus}): the same pruning, dense and pruned in turn at batch 1, '
+         f'fp32 then fp16, {CUDA_RUNS // 5} warm-up runs and the median of '
+         f'{CUDA_RUNS}, each forward ended by `torch.cuda.synchronize` '
+         '(speed-up in brackets; † marks a spread over 10%), '
+         f'{recorded(ok, CUDA_PREFIX + "jobs")} families at a time: one '
+         'timed while the others were pruned on the CPU, which a '
+         'launch-bound batch-1 timing feels.'
+         if any(CUDA_PREFIX + 'device' in r for r in ok) else
+         'CUDA latency: no row has figures of this pruning yet '
+         '(`--device cuda` adds them).'), '',
         f'Supported: {len(ok)} of {len(rows)} families; '
         f'{len(extra)} need packages that are not installed; '
         f'{len(ok)} of {len(rows) - len(extra)} families that build '
@@ -469,8 +530,7 @@ def write_table(rows, args, done=True):
         '| CUDA latency dense → pruned (ms) | pruning time (s) | reload |',
         '|---|---|---|---|---|---|---|---|---|---|---|---|---|'
     ]
-    ratios = sorted(r['dense_ms'] / r['pruned_ms'] * r['pruned_flops'] /
-                    r['dense_flops'] for r in timed)
+    ratios = sorted(speed_ratio(r) for r in timed)
     if ratios:
         lines[-2:-2] = [
             f'Speed-up / FLOPs ratio on the CPU over the {len(ratios)} timed '
@@ -508,11 +568,48 @@ def write_table(rows, args, done=True):
             f'{timing(r["dense_ms"], spreads[0])} → '
             f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
             f'{speedup:.2f}x / {flops_ratio:.2f}x = '
-            f'{speedup / flops_ratio:.2f} | {onnx_cell(r)} | '
+            f'{speedup / flops_ratio:.2f}{profiled(r)} | {onnx_cell(r)} | '
             f'{cuda_cell(r)} | '
             f'{r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')
+    if getattr(args, 'repeat_of', None):
+        with open(args.repeat_of) as f:
+            lines += agreement(json.load(f), timed, args.repeat_of)
     atomic_write_text(args.out, '\n'.join(lines) + '\n')
+
+
+def speed_ratio(row):
+    """A row's CPU speed-up over its FLOPs ratio."""
+    return (row['dense_ms'] / row['pruned_ms']) / (row['dense_flops'] /
+                                                   row['pruned_flops'])
+
+
+def agreement(earlier, timed, name, tolerance=0.10):
+    """Markdown lines: how far each family's CPU medians moved since the
+    run in ``earlier`` (rows of the same pruning and input), and how many
+    stayed within ``tolerance``."""
+    before = {r['family']: r for r in earlier
+              if 'dense_ms' in r and 'error' not in r}
+    pairs = [(before[r['family']], r) for r in timed
+             if r['family'] in before
+             and before[r['family']].get('round_to', 1) == r.get('round_to', 1)
+             and before[r['family']]['input'] == r['input']]
+    lines = ['', f'## Agreement with the run in {name}', '',
+             '| family | dense ms, then → now | pruned ms, then → now | '
+             'speed-up / FLOPs ratio, then → now |', '|---|---|---|---|']
+    agree = 0
+    for old, new in pairs:
+        moves = [new[k] / old[k] - 1 for k in ('dense_ms', 'pruned_ms')]
+        agree += all(abs(m) <= tolerance for m in moves)
+        lines.append(
+            f'| {new["family"]} | {old["dense_ms"]:.0f} → '
+            f'{new["dense_ms"]:.0f} ({moves[0]:+.0%}) | '
+            f'{old["pruned_ms"]:.0f} → {new["pruned_ms"]:.0f} '
+            f'({moves[1]:+.0%}) | {speed_ratio(old):.2f} → '
+            f'{speed_ratio(new):.2f} |')
+    lines[3:3] = [f'{agree} of {len(pairs)} families timed in both runs '
+                  f'moved by {tolerance:.0%} or less in both medians.', '']
+    return lines
 
 
 if __name__ == '__main__':

@@ -82,10 +82,22 @@ def onnx_max_difference(session, segmentor: nn.Module,
 
 
 def onnxruntime_session(path: str, threads: int):
-    """A CPU onnxruntime session of ``path`` on ``threads`` threads."""
+    """A CPU onnxruntime session of ``path`` on ``threads`` threads.
+
+    Raises:
+        PruneError: onnxruntime cannot load the file (an op it lacks, such
+            as an mmcv kernel exported as a custom op).
+    """
     onnxruntime = onnxruntime_module()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(path, options,
-                                        providers=['CPUExecutionProvider'])
+    try:
+        return onnxruntime.InferenceSession(
+            path, options, providers=['CPUExecutionProvider'])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
+        message = str(exc).splitlines()[0] if str(exc) else ''
+        raise PruneError(
+            f'onnxruntime cannot load {path}: {type(exc).__name__}: '
+            f'{message}; the model uses an op onnxruntime lacks (mmcv\'s '
+            'compiled ops, for example), so run it in torch') from exc

@@ -90,3 +90,48 @@ def test_one_family_row(tmp_path):
     assert f'over the 2 timed families: median {ratio:.2f}, lowest ' \
         f'{ratio:.2f}' in header
     assert f'| 64x64 | {row["round_to"]} |' in table['fcn']
+
+
+def test_agreement_with_an_earlier_run():
+    zoo = _zoo()
+    base = dict(dense_flops=200, pruned_flops=100, round_to=16,
+                input=[512, 512])
+    earlier = [dict(base, family='a', dense_ms=100.0, pruned_ms=50.0),
+               dict(base, family='b', dense_ms=100.0, pruned_ms=50.0),
+               dict(base, family='c', dense_ms=100.0, pruned_ms=50.0,
+                    round_to=1),  # another pruning: not compared
+               dict(base, family='e', dense_ms=100.0, pruned_ms=50.0,
+                    input=[256, 256]),  # another input: not compared
+               dict(family='d', error='failed')]
+    now = [dict(base, family='a', dense_ms=105.0, pruned_ms=60.0),
+           dict(base, family='b', dense_ms=95.0, pruned_ms=52.0),
+           dict(base, family='c', dense_ms=100.0, pruned_ms=50.0),
+           dict(base, family='e', dense_ms=100.0, pruned_ms=50.0)]
+    lines = zoo.agreement(earlier, now, 'old.json')
+    text = '\n'.join(lines)
+    assert '1 of 2 families timed in both runs moved by 10% or less' in text
+    # a: dense +5%, pruned +20%; ratio (100/50)/2 = 1.00 -> (105/60)/2.
+    assert '| a | 100 → 105 (+5%) | 50 → 60 (+20%) | 1.00 → 0.88 |' in text
+    assert '| b | 100 → 95 (-5%) | 50 → 52 (+4%) |' in text
+    assert not {'| c |', '| d |', '| e |'} & set(
+        line[:5] for line in lines)
+
+
+def test_a_low_ratio_is_explained_by_a_profile():
+    import torch
+    zoo = _zoo()
+    dense = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3),
+                                torch.nn.Conv2d(64, 8, 1))
+    pruned = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3),
+                                 torch.nn.Conv2d(16, 8, 1))
+    for model in (dense, pruned):
+        model._forward = model.forward
+        model.eval()
+    slow = zoo.slowest_modules(dense, pruned, (64, 64))
+    assert [name for name, _, _ in slow] in (['0', '1'], ['1', '0'])
+    assert all(before > 0 and after > 0 for _, before, after in slow)
+    cell = zoo.profiled(dict(slow_modules=[['decode_head.psamask_collect',
+                                            5200.0, 5100.0]]))
+    assert cell == ('; profiled, most of the pruned forward: '
+                    'decode_head.psamask_collect 5200 → 5100 ms')
+    assert zoo.profiled({}) == ''

@@ -50,3 +50,12 @@ def test_a_mismatch_is_an_error(pruned_config, tmp_path,
         '-1'])
     assert code != 0
     assert 'differ from torch' in capsys.readouterr().err
+
+
+def test_a_file_onnxruntime_cannot_load_is_one_clear_error(tmp_path):
+    from mmseg_prune.apis import onnxruntime_session
+    from mmseg_prune.utils import PruneError
+    path = tmp_path / 'broken.onnx'
+    path.write_bytes(b'not an onnx model')
+    with pytest.raises(PruneError, match='onnxruntime cannot load'):
+        onnxruntime_session(str(path), 1)
