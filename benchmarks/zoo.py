@@ -107,9 +107,8 @@ def module_times(model, shape):
     """Leaf module name -> milliseconds of one forward (after one untimed
     forward), from hooks around every leaf module.
 
-    Hooks, not torch.profiler: mmcv's compiled ops (PSANet's PSAMask) call
-    ATen op by op, and the profiler's event per call ran out of this
-    machine's memory at 512x512.
+    Hooks, not torch.profiler: they record one event per module, however
+    many ATen calls a compiled mmcv op (PSANet's PSAMask) makes inside.
     """
     from mmseg_prune.analysis import segmentor_forward
     run = segmentor_forward(model, shape)
@@ -568,7 +567,7 @@ def write_table(rows, args, done=True):
             f'{timing(r["dense_ms"], spreads[0])} → '
             f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
             f'{speedup:.2f}x / {flops_ratio:.2f}x = '
-            f'{speedup / flops_ratio:.2f}{profiled(r)} | {onnx_cell(r)} | '
+            f'{speed_ratio(r):.2f}{profiled(r)} | {onnx_cell(r)} | '
             f'{cuda_cell(r)} | '
             f'{r["prune_s"]:.0f} | '
             f'{r["reload_max_diff"]:.0e} |')

@@ -67,8 +67,8 @@ def inference_forward(segmentor: nn.Module,
                       inputs: torch.Tensor) -> torch.Tensor:
     """The segmentor's tensor-mode inference: mmseg's ``_forward``, except
     for a PointRend cascade, which mmseg's tensor mode does not support: its
-    point head then refines the coarse output as ``predict`` does (its
-    subdivision steps), to the input's size.
+    inference path then (mmseg's ``encode_decode``: the point head refines
+    the coarse output in its subdivision steps, to the input's size).
 
     Args:
         segmentor (nn.Module): An ``EncoderDecoder``-like segmentor.
@@ -81,15 +81,10 @@ def inference_forward(segmentor: nn.Module,
     if not (isinstance(heads, nn.ModuleList)
             and any(is_point_head(head) for head in heads)):
         return segmentor._forward(inputs)
-    feats = segmentor.extract_feat(inputs)
     shape = tuple(inputs.shape[2:])
     metas = [dict(img_shape=shape, pad_shape=shape, ori_shape=shape)
              ] * inputs.shape[0]
-    output = heads[0].forward(feats)
-    for head in heads[1:]:
-        output = head.predict(feats, output, metas, segmentor.test_cfg) \
-            if is_point_head(head) else head.forward(feats, output)
-    return output
+    return segmentor.encode_decode(inputs, metas)
 
 
 def forward_all_heads(segmentor: nn.Module, inputs: torch.Tensor) -> list:
