@@ -11,7 +11,7 @@ import mmseg_prune  # noqa: F401 - registers the plugin
 from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                               prune_segmentor, save_pruned)
 from mmseg_prune.datasets import make_demo_dataset
-from tests.helpers import SMALL, small_crop_config
+from tests.helpers import SMALL, FakeTimer, fake_ms, small_crop_config
 
 MMLogger.get_current_instance().setLevel(logging.WARNING)
 
@@ -71,3 +71,18 @@ def small_pruned(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('pruned'))
     save_pruned(result, cfg, out, build_report(result, 'l1', 0.5))
     return out, result
+
+
+@pytest.fixture
+def fake_timing(monkeypatch, tmp_path):
+    """Deterministic timing (:class:`tests.helpers.FakeTimer`), and a
+    latency table cache in ``tmp_path``: for tests of the latency budget
+    that must not depend on this machine's load."""
+    import mmseg_prune.pruner.prune as prune_module
+    from mmseg_prune.analysis import LatencyTable
+    monkeypatch.setenv('MMSEG_PRUNE_CACHE', str(tmp_path))
+    monkeypatch.setattr(prune_module, 'LatencyTimer', FakeTimer)
+    monkeypatch.setattr(LatencyTable, '_time',
+                        lambda self, call, cin, cout: fake_ms(call, cin,
+                                                              cout))
+    return tmp_path

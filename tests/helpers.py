@@ -3,9 +3,11 @@ import copy
 import os.path as osp
 
 import torch
+import torch.nn as nn
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
+from mmseg_prune.analysis import Latency, LayerCall, layer_calls
 from mmseg_prune.apis import load_config
 from mmseg_prune.testing import data_batch, fake_batch  # noqa: F401
 
@@ -144,3 +146,49 @@ def trained_after_the_last_step(runner) -> bool:
     assert all(final[k].shape == v.shape for k, v in snapshot.items())
     return any(not torch.equal(final[k].detach().cpu(), v.cpu())
                for k, v in snapshot.items())
+
+
+#: What a model takes beside its conv and linear layers, in fake ms.
+OVERHEAD_MS = 400.0
+
+
+def fake_ms(call, cin, cout):
+    """Milliseconds of one layer call: its multiply-adds / 1e6."""
+    if call.kind == 'linear':
+        return call.spec[0] * cin * cout / 1e6
+    (kh, kw), (sh, sw), _, _, groups, depthwise, (h, w) = call.spec
+    per_group = 1 if depthwise else cin / groups
+    return kh * kw * per_group * cout * (h // sh) * (w // sw) / 1e6
+
+
+def conv_call(cin, cout, size):
+    """A 3x3 conv's call on a ``size`` input."""
+    return LayerCall('conv', ((3, 3), (1, 1), (1, 1), (1, 1), 1, False,
+                              size), cin, cout, True)
+
+
+def fake_model_ms(model, input_shape=(64, 64)):
+    """Milliseconds of a model by :func:`fake_ms`, plus an overhead."""
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    calls = layer_calls(model, input_shape, names)
+    return OVERHEAD_MS + sum(fake_ms(c, c.in_channels, c.out_channels)
+                             for found in calls.values() for c in found)
+
+
+class FakeTimer:
+    """LatencyTimer's interface, timing by :func:`fake_model_ms`."""
+
+    def __init__(self, model, input_shape, runs=None):
+        self.device = torch.device('cpu')
+        self.input_shape = input_shape
+        self.dense_ms = fake_model_ms(model, input_shape)
+
+    def dense_latency(self):
+        return Latency([self.dense_ms])
+
+    def compare(self, candidate):
+        pruned = fake_model_ms(candidate, self.input_shape)
+        return dict(dense_ms=self.dense_ms, pruned_ms=pruned,
+                    dense_spread=0.0, pruned_spread=0.0,
+                    reduction=1 - pruned / self.dense_ms)

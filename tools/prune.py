@@ -1,4 +1,4 @@
-"""Prune an mmseg segmentor to a FLOPs budget.
+"""Prune an mmseg segmentor to a FLOPs or latency budget.
 
 Writes WORK_DIR/pruned.pth, WORK_DIR/pruned_config.py (a complete config that
 mmseg's tools/test.py, tools/train.py and mmseg.apis accept) and
@@ -7,6 +7,11 @@ WORK_DIR/pruning_report.json, and prints what was gained.
 Example:
     python tools/prune.py mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py \
         --checkpoint dense.pth --criterion l1 --flops-reduction 0.5
+
+With ``--latency-reduction R`` it removes R of the latency measured on this
+device instead (CUDA where present, else the CPU at torch's thread count),
+costed from a per-layer latency table cached under ``~/.cache/mmseg_prune``
+(``$MMSEG_PRUNE_CACHE``); time on a quiet machine.
 """
 import argparse
 import json
@@ -32,7 +37,8 @@ from mmseg_prune.utils.io import atomic_write_text, check_writable_dir
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description='Prune an mmseg segmentor to a FLOPs budget.')
+        description='Prune an mmseg segmentor to a FLOPs or latency '
+        'budget.')
     parser.add_argument('config', help='config path or mmseg::NAME')
     parser.add_argument('--checkpoint', help='weights of the dense model')
     parser.add_argument('--work-dir', help='output folder '
@@ -42,6 +48,9 @@ def parse_args(argv):
                         'pruning.criterion, else l1)')
     parser.add_argument('--flops-reduction', type=float,
                         help='fraction of FLOPs (MACs) to remove, in (0, 1)')
+    parser.add_argument('--latency-reduction', type=float,
+                        help='fraction of the latency measured on this '
+                        'device to remove, in (0, 1), instead of FLOPs')
     parser.add_argument('--input-shape', type=int, nargs=2,
                         metavar=('H', 'W'), help='input at which FLOPs are '
                         'counted (default: the config\'s crop size)')
@@ -76,12 +85,7 @@ def main(argv=None):
     criterion = build_criterion(criterion_cfg)
     criterion_name = criterion_cfg if isinstance(criterion_cfg, str) else \
         criterion_cfg['type']
-    # 0 is a value, not "not given": it is refused below, never defaulted.
-    flops_reduction = pruning.flops_reduction \
-        if args.flops_reduction is None else args.flops_reduction
-    if not 0 < flops_reduction < 1:
-        raise PruneError(f'--flops-reduction must be in (0, 1), got '
-                         f'{flops_reduction}; e.g. 0.5 removes half')
+    cost, reduction = budget_target(args, pruning)
     input_shape = args.input_shape or pruning.input_shape or \
         default_input_shape(cfg)
     work_dir = args.work_dir or work_dir_for(args.config)
@@ -109,13 +113,14 @@ def main(argv=None):
     batches = None
     if criterion.requires_data:
         batches = CalibrationBatches(cfg, pruning.calibration_batches)
-    print(f'pruning {flops_reduction:.0%} of the FLOPs (MACs) at input '
+    what = 'FLOPs (MACs)' if cost == 'flops' else 'latency'
+    print(f'pruning {reduction:.0%} of the {what} at input '
           f'1x3x{input_shape[0]}x{input_shape[1]} with {criterion_name}')
-    result = prune_segmentor(model, criterion, flops_reduction, input_shape,
+    result = prune_segmentor(model, criterion, reduction, input_shape,
                              batches=batches, ignore=pruning.ignore,
-                             budget=dict(pruning.budget),
+                             budget=dict(pruning.budget, cost=cost),
                              bias_compensation=pruning.bias_compensation)
-    report = build_report(result, criterion_name, flops_reduction)
+    report = build_report(result, criterion_name, reduction)
     paths = save_pruned(result, cfg, work_dir, report)
     print(layers_table(result.layers))
     print(summary_table(report))
@@ -128,6 +133,32 @@ def main(argv=None):
     for kind, path in paths.items():
         print(f'{kind:>10}: {path}')
     return 0
+
+
+def budget_target(args, pruning):
+    """('flops' or 'latency', the share to remove): the command line's
+    over the config's; a latency target needs no FLOPs one."""
+    if args.flops_reduction is not None and \
+            args.latency_reduction is not None:
+        raise PruneError('give --flops-reduction or --latency-reduction, '
+                         'not both')
+    latency = pruning.latency_reduction if args.latency_reduction is None \
+        else args.latency_reduction
+    if pruning.budget.get('cost') == 'latency' and latency is None:
+        raise PruneError('pruning.budget.cost is "latency" but no latency '
+                         'target is set: pass --latency-reduction R or set '
+                         'pruning.latency_reduction')
+    if latency is not None and args.flops_reduction is None:
+        cost, reduction, flag = 'latency', latency, '--latency-reduction'
+    else:
+        # 0 is a value, not "not given": refused below, never defaulted.
+        cost, flag = 'flops', '--flops-reduction'
+        reduction = pruning.flops_reduction \
+            if args.flops_reduction is None else args.flops_reduction
+    if not 0 < reduction < 1:
+        raise PruneError(f'{flag} must be in (0, 1), got {reduction}; e.g. '
+                         '0.5 removes half')
+    return cost, reduction
 
 
 def tune_and_evaluate(args, cfg, work_dir, paths, report):

@@ -14,6 +14,8 @@ custom_imports = dict(imports=['mmseg_prune'], allow_failed_imports=False)
 pruning = dict(
     criterion='l1',  # random | l1 | bn_scale | fpgm | taylor | dict(type=...)
     flops_reduction=0.5,  # share of dense FLOPs (MACs) to remove
+    latency_reduction=None,  # or a share of the measured latency (CPU, or
+    # CUDA where present), as --latency-reduction sets
     input_shape=None,  # (H, W) to count at; None: the crop size
     ignore=[],  # fnmatch patterns of modules never to prune
     calibration_batches=8,  # train batches for data-driven criteria
@@ -24,4 +26,6 @@ pruning = dict(
         normalizer='mean',  # per-group score normalisation: mean|max|rank
         min_keep=0.05,  # fewest channels per layer (fraction or count)
         round_to=None,  # keep multiples of this many channels
-        tolerance=0.005))  # allowed gap to flops_reduction
+        tolerance=None,  # allowed gap to the target; None: 0.005 of the
+        # FLOPs, 0.05 of the target latency
+        cost='flops'))  # 'latency' with latency_reduction

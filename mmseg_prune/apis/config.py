@@ -11,6 +11,9 @@ from ..utils.errors import PruneError
 DEFAULT_PRUNING = dict(
     criterion='l1',
     flops_reduction=0.5,
+    # A share of the latency measured on this device to remove instead
+    # (FlopsBudget's cost='latency'); None: prune to flops_reduction.
+    latency_reduction=None,
     input_shape=None,
     ignore=[],
     calibration_batches=8,
@@ -19,7 +22,7 @@ DEFAULT_PRUNING = dict(
     bias_compensation=None,
     # mode and normalizer: the criterion's own defaults (SIRFP: its split
     # budget on raw scores), else FlopsBudget's (global, mean).
-    budget=dict(min_keep=0.05, round_to=None, tolerance=0.005),
+    budget=dict(min_keep=0.05, round_to=None, tolerance=None),
 )
 
 
@@ -102,6 +105,8 @@ def check_pruning(pruning: dict) -> None:
         criterion=(lambda v: isinstance(v, (str, dict)),
                    'a criterion name or dict(type=...)'),
         flops_reduction=(_is_number, 'a number in (0, 1), e.g. 0.5'),
+        latency_reduction=(lambda v: v is None or _is_number(v),
+                           'None or a number in (0, 1), e.g. 0.5'),
         input_shape=(lambda v: v is None or (
             isinstance(v, (list, tuple)) and len(v) == 2 and
             all(isinstance(d, int) and d > 0 for d in v)),

@@ -82,13 +82,18 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
 
 
 def build_report(result: PruneResult, criterion_name: str,
-                 flops_reduction: float) -> dict:
-    """The ``pruning_report.json`` content."""
-    return dict(
+                 reduction: float) -> dict:
+    """The ``pruning_report.json`` content: ``reduction`` is the target,
+    of the FLOPs or (for a latency budget) of the latency."""
+    report = dict(
         input_shape=list(result.dense.input_shape),
         criterion=criterion_name,
-        flops_reduction=flops_reduction,
+        flops_reduction=None if result.latency else reduction,
         achieved_reduction=round(result.achieved_reduction, 6),
         dense=dict(flops=result.dense.flops, params=result.dense.params),
         pruned=dict(flops=result.pruned.flops, params=result.pruned.params),
         layers=result.layers)
+    if result.latency:
+        report['latency_reduction'] = reduction
+        report['latency'] = result.latency
+    return report

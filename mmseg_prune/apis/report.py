@@ -14,10 +14,20 @@ def summary_table(report: dict) -> PrettyTable:
         dense, pruned = report['dense'][key], report['pruned'][key]
         table.add_row([label, human(dense), human(pruned),
                        f'{pruned / dense:.3f}'])
-    table.add_row([
-        'FLOPs reduction', '', f'{report["achieved_reduction"]:.2%}',
-        f'target {report["flops_reduction"]:.2%}'
-    ])
+    target = report['flops_reduction']
+    table.add_row(['FLOPs reduction', '', f'{report["achieved_reduction"]:.2%}',
+                   '' if target is None else f'target {target:.2%}'])
+    latency = report.get('latency')
+    if latency:
+        table.add_row([
+            f'Latency ({latency["device"]}, ms)', f'{latency["dense_ms"]:.1f}',
+            f'{latency["pruned_ms"]:.1f}',
+            f'{latency["pruned_ms"] / latency["dense_ms"]:.3f}'
+        ])
+        table.add_row([
+            'Latency reduction', '', f'{latency["reduction"]:.2%}',
+            f'target {report["latency_reduction"]:.2%}'
+        ])
     return table
 
 

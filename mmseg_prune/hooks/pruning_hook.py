@@ -92,6 +92,10 @@ class PruningHook(Hook):
         self.input_shape = input_shape
         self.ignore = list(ignore)
         self.budget = dict(budget or {})
+        if self.budget.get('cost', 'flops') != 'flops':
+            raise PruneError(
+                'PruningHook prunes to FLOPs targets during training; prune '
+                'to a latency target with tools/prune.py --latency-reduction')
         self.bias_compensation = bias_compensation
         self.steps_done = 0
         #: Group name -> kept channel indices, per step this run decided.

@@ -1,30 +1,33 @@
-"""Choose the channels to keep so that pruning removes an exact FLOPs share.
+"""Choose the channels to keep so that pruning removes an exact share of the
+FLOPs, or of the latency measured on this device.
 
 The search ranks all channels by their criterion scores, normalised within
 each group, and looks for the global threshold (a cut in that ranking; ties
 are spread evenly over groups), in ``split`` mode the quantile at which both
 the backbone's and the head's rankings are cut, or in ``uniform`` mode the
 per-group ratio,
-whose plan removes the requested fraction of the dense FLOPs (MACs). Each
-candidate plan is costed analytically: every conv, linear and norm layer
-keeps its dense FLOPs scaled by the share of its input and output channels
-that survive. The chosen plan is then applied to a copy of
-the model and counted with the real counter; the target is corrected by
-secant steps through the counts until the counted reduction is within
-tolerance.
+whose plan removes the requested fraction of the dense cost. Each
+candidate plan is costed by an estimator (:mod:`.estimators`): FLOPs
+analytically, latency from a per-layer latency table. The chosen plan is
+then applied to a copy of the model and counted with the real counter (or
+timed against the dense model); the target is corrected through the counts
+until the counted reduction is within tolerance (see
+:meth:`FlopsBudget._secant`).
+
+A latency budget divides a channel's score by its group's latency per FLOP
+(:meth:`.estimators.LatencyEstimator.rank_weights`): where latency follows
+FLOPs it plans as the FLOPs budget does, and it cuts deeper where FLOPs are
+slow to run.
 """
 import math
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
-from ..analysis.complexity import Complexity
 from ..structure.graph import SegmentorGraph
-from ..structure.layer_rules import maps_channels_one_to_one
 from ..utils.errors import PruneError
-
-KeepPlan = Dict[str, torch.Tensor]
+from .estimators import CostEstimator, KeepPlan
 
 
 def normalize_scores(scores: torch.Tensor, normalizer: str) -> torch.Tensor:
@@ -48,54 +51,6 @@ def normalize_scores(scores: torch.Tensor, normalizer: str) -> torch.Tensor:
     return scores / (denom + 1e-12)
 
 
-class FlopsEstimator:
-    """Analytic FLOPs of a keep plan, from one count of the dense model.
-
-    Args:
-        graph (SegmentorGraph): Groups of the dense model.
-        dense (Complexity): Count of the dense model.
-    """
-
-    def __init__(self, graph: SegmentorGraph, dense: Complexity):
-        counts = graph.channel_counts()
-        self.groups = graph.groups
-        self.totals = counts
-        self.module_flops = {}
-        self.counted_dims = {}
-        for name, _ in counts:
-            module = graph.modules[name]
-            self.module_flops[name] = dense.by_module.get(name, 0)
-            single = maps_channels_one_to_one(module)
-            dims = {d for n, d in counts if n == name}
-            self.counted_dims[name] = (
-                {'out'} if single and 'out' in dims else dims)
-        self.dense_flops = dense.flops
-        self.dense_leaf = sum(self.module_flops.values())
-        self.member_idxs = [[(m.name, m.dim,
-                              torch.as_tensor(m.root_idxs, dtype=torch.long))
-                             for m in g.members] for g in self.groups]
-
-    def estimate(self, keep: KeepPlan) -> float:
-        """FLOPs (MACs) of the model pruned by ``keep``."""
-        removed = dict.fromkeys(self.totals, 0)
-        for group, members in zip(self.groups, self.member_idxs):
-            if group.name not in keep:
-                continue
-            kept = torch.zeros(group.size, dtype=torch.bool)
-            kept[keep[group.name]] = True
-            for name, dim, idxs in members:
-                removed[(name, dim)] += int((~kept[idxs]).sum())
-        leaf = 0.0
-        for name, flops in self.module_flops.items():
-            ratio = 1.0
-            for dim in self.counted_dims[name]:
-                total = self.totals[(name, dim)]
-                ratio *= max(total - removed[(name, dim)], 0) / total
-            leaf += flops * ratio
-        other = self.dense_flops - self.dense_leaf
-        return leaf + other * leaf / max(self.dense_leaf, 1)
-
-
 class _Ranking(NamedTuple):
     """What one :meth:`FlopsBudget.select` call plans from.
 
@@ -116,11 +71,11 @@ class _Ranking(NamedTuple):
 
 
 class FlopsBudget:
-    """Search the keep plan that removes ``flops_reduction`` of the FLOPs.
+    """Search the keep plan that removes ``reduction`` of the FLOPs, or of
+    the measured latency.
 
     Args:
-        flops_reduction (float): Fraction of dense FLOPs (MACs) to remove,
-            in (0, 1).
+        reduction (float): Fraction of the dense cost to remove, in (0, 1).
         mode (str): ``'global'``: one threshold over normalised scores of all
             groups; ``'split'``: backbone groups and the others are each cut
             at the same quantile of their own scores (SIRFP's official
@@ -137,11 +92,17 @@ class FlopsBudget:
             groups this coarse cannot meet the target within ``tolerance``,
             it is halved (with a warning) until they can. 16 suits oneDNN's
             fp32 kernels on AVX-512 CPUs (docs/alignment.md). Default: None.
-        tolerance (float): Allowed gap between counted and requested
-            reduction. Default: 0.005 (half a percentage point).
-        max_rounds (int): Counted plans at most; each correction is a
-            secant step through the last two counts (the first goes through
-            the origin: no pruning, no reduction). Default: 6.
+        tolerance (float | None): Allowed gap between counted and
+            requested reduction; for latency, between the measured and the
+            target latency, as a share of the target. Default: 0.005 (half
+            a percentage point) for FLOPs; 0.05 for latency.
+        max_rounds (int): Counted (or timed) plans at most. Default: 6.
+        cost (str): ``'flops'`` (MACs, as the papers and peers count) or
+            ``'latency'``: the latency measured on this device, costed from
+            a per-layer latency table
+            (:class:`~mmseg_prune.analysis.LatencyTable`), with scores
+            divided by their group's latency per FLOP. Default:
+            ``'flops'``.
 
     Attributes:
         used_round_to (int | None): The channel multiple of the last plan
@@ -149,27 +110,39 @@ class FlopsBudget:
             without rounding).
     """
 
-    def __init__(self, flops_reduction: float, mode: str = 'global',
+    def __init__(self, reduction: float, mode: str = 'global',
                  normalizer: Union[str, None] = 'mean',
                  min_keep: Union[float, int] = 0.05,
                  round_to: Union[int, None] = None,
-                 tolerance: float = 0.005, max_rounds: int = 6):
-        if not 0 < flops_reduction < 1:
+                 tolerance: Optional[float] = None, max_rounds: int = 6,
+                 cost: str = 'flops'):
+        if cost not in ('flops', 'latency'):
+            raise PruneError(f'budget cost must be "flops" or "latency", '
+                             f'got "{cost}"')
+        self.cost = cost
+        self.what = 'FLOPs' if cost == 'flops' else 'latency'
+        if not 0 < reduction < 1:
             raise PruneError(
-                f'flops_reduction must be in (0, 1), got {flops_reduction}; '
-                'pass e.g. --flops-reduction 0.5 to remove half the FLOPs')
+                f'the {self.what} reduction must be in (0, 1), got '
+                f'{reduction}; pass e.g. --{cost}-reduction 0.5 to remove '
+                'half')
         if mode not in ('global', 'split', 'uniform'):
             raise PruneError(f'budget mode must be "global", "split" or '
                              f'"uniform", got "{mode}"')
         if normalizer not in (None, 'mean', 'max', 'rank'):
             raise PruneError(f'normalizer must be mean, max, rank or None, '
                              f'got "{normalizer}"')
-        self.flops_reduction = flops_reduction
+        self.reduction = reduction
         self.mode = mode
         self.normalizer = normalizer
         self.min_keep = min_keep
         self.round_to = round_to
-        self.tolerance = tolerance
+        if tolerance is None:
+            tolerance = 0.005 if cost == 'flops' else 0.05
+        # In reduction units: a share of the target latency is a share of
+        # what remains.
+        self.tolerance = tolerance if cost == 'flops' else \
+            tolerance * (1 - reduction)
         self.max_rounds = max_rounds
         self.used_round_to = None
 
@@ -204,19 +177,29 @@ class FlopsBudget:
         return plan
 
     def _rank(self, graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
-              round_to: int) -> '_Ranking':
+              round_to: int,
+              weights: Optional[Dict[str, float]] = None) -> '_Ranking':
         """Normalise the scores and order the channels of each part, least
         important first.
 
         One part holds every group, except in ``split`` mode: backbone
         groups and the others. Ties (all scores equal, say) are broken by
         the channel's relative position in its group, so that they spread
-        evenly over groups.
+        evenly over groups. With ``weights`` (group -> how dear its
+        channels are) the order is by score over weight, relative to the
+        mean weight.
         """
         scores = {
             g.name: normalize_scores(scores[g.name], self.normalizer)
             for g in graph.groups
         }
+        order_by = scores
+        if weights:
+            positive = [w for w in weights.values() if w > 0]
+            mean = sum(positive) / max(len(positive), 1) or 1.0
+            # A group that saves (next to) nothing is pruned last.
+            order_by = {n: s / (max(weights[n], 0.01 * mean) / mean)
+                        for n, s in scores.items()}
         names = list(scores)
         parts = [list(range(len(names)))]
         if self.mode == 'split':
@@ -226,7 +209,7 @@ class FlopsBudget:
                                 if i not in set(backbone)]]
         ranked = []
         for part in filter(None, parts):
-            values = torch.cat([scores[names[i]] for i in part])
+            values = torch.cat([order_by[names[i]] for i in part])
             group_of = torch.cat([
                 torch.full((len(scores[names[i]]), ), i) for i in part
             ])
@@ -269,10 +252,10 @@ class FlopsBudget:
                   for i, n in enumerate(names)}
         return self._plan(ranking, counts)
 
-    def _search(self, ranking: '_Ranking', estimator: FlopsEstimator,
+    def _search(self, ranking: '_Ranking', estimator: CostEstimator,
                 target: float) -> Tuple[KeepPlan, float]:
         """Plan whose estimated reduction is closest to ``target``."""
-        dense = estimator.dense_flops
+        dense = estimator.dense
 
         def reduction(level):
             return 1 - estimator.estimate(self._plan_at(ranking, level)) / dense
@@ -296,94 +279,117 @@ class FlopsBudget:
         return self._plan_at(ranking, best), reduction(best)
 
     def _reachable(self, floor: float) -> bool:
-        """Whether the target lies within ``floor``, the share of FLOPs
+        """Whether the target lies within ``floor``, the share of the cost
         left with every group at ``min_keep``."""
-        return 1 - floor >= self.flops_reduction - self.tolerance
+        return 1 - floor >= self.reduction - self.tolerance
 
     def _check_reach(self, floor: float, how: str) -> None:
         """Refuse a target below ``floor`` (see :meth:`_reachable`)."""
         if not self._reachable(floor):
             raise PruneError(
-                f'a FLOPs reduction of {self.flops_reduction:.1%} is out of '
+                f'a {self.what} reduction of {self.reduction:.1%} is out of '
                 f'reach: with every group at min_keep={self.min_keep} the '
-                f'model still has {floor:.1%} of its FLOPs ({how}; layers '
-                'kept whole, such as attention and classifiers, are not '
-                'pruned); lower --flops-reduction or min_keep')
+                f'model still has {floor:.1%} of its {self.what} ({how}; '
+                'layers kept whole, such as attention and classifiers, are '
+                f'not pruned); lower --{self.cost}-reduction or min_keep')
 
     def select(self, graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
-               dense: Complexity,
-               count_flops: Callable[[KeepPlan], int]) -> Tuple[KeepPlan, int]:
-        """Find the plan and return it with its counted FLOPs.
+               estimator: CostEstimator,
+               measure: Callable[[KeepPlan], float]) -> KeepPlan:
+        """Find the plan.
 
         Args:
             graph (SegmentorGraph): Groups of the dense model.
             scores (dict[str, Tensor]): Group name -> channel scores.
-            dense (Complexity): Count of the dense model.
-            count_flops (callable): Keep plan -> FLOPs (MACs) counted on a
-                model pruned by it.
+            estimator (CostEstimator): Estimates a plan's cost (FLOPs or
+                latency, as ``cost`` says).
+            measure (callable): Keep plan -> the reduction counted (or
+                timed) on a model pruned by it.
 
         Returns:
-            tuple[dict, int]: The keep plan and its counted FLOPs.
+            dict[str, Tensor]: The keep plan, one of those measured.
         """
         missing = [g.name for g in graph.groups if g.name not in scores]
         if missing:
             raise PruneError(f'the criterion gave no scores for groups '
                              f'{missing[:3]}...')
-        estimator = FlopsEstimator(graph, dense)
+        weights = estimator.rank_weights()
         round_to = self.round_to or 1
         while True:
-            ranking = self._rank(graph, scores, round_to)
+            ranking = self._rank(graph, scores, round_to, weights)
             floor_plan = self._plan(ranking, dict.fromkeys(ranking.scores, 0))
-            floor, how = estimator.estimate(floor_plan) / dense.flops, \
+            floor, how = estimator.estimate(floor_plan) / estimator.dense, \
                 'estimated'
             why = 'rounded up, its smallest plan keeps too much'
             if self._reachable(floor):
-                found, closest = self._secant(ranking, estimator, dense,
-                                              count_flops)
+                found, closest = self._secant(ranking, estimator, measure)
                 if found is not None:
                     self.used_round_to = round_to
                     return found
-                floor, how = count_flops(floor_plan) / dense.flops, 'counted'
+                floor, how = 1 - measure(floor_plan), 'measured'
                 if self._reachable(floor):
                     why = f'the closest plan removes {closest:.1%}'
             if round_to == 1:
                 self._check_reach(floor, how)
+                cause = 'groups are too coarse at this setting' \
+                    if self.cost == 'flops' else \
+                    'groups are too coarse, or the timings too noisy'
                 raise PruneError(
-                    f'could not reach a FLOPs reduction of '
-                    f'{self.flops_reduction:.1%} within '
-                    f'±{self.tolerance:.1%}: {why}; groups are too coarse '
-                    'at this setting, so try another --flops-reduction')
+                    f'could not reach a {self.what} reduction of '
+                    f'{self.reduction:.1%} within ±{self.tolerance:.1%}: '
+                    f'{why}; {cause}, so try another --{self.cost}-reduction'
+                    + ('' if self.cost == 'flops' else
+                       ' or time on a quiet machine'))
             warnings.warn(
                 f'round_to={round_to}: groups this coarse cannot remove '
-                f'{self.flops_reduction:.1%} of the FLOPs within '
+                f'{self.reduction:.1%} of the {self.what} within '
                 f'±{self.tolerance:.1%} ({why}); trying '
                 f'round_to={round_to // 2}')
             round_to //= 2
 
-    def _secant(self, ranking: '_Ranking', estimator: FlopsEstimator,
-                dense: Complexity, count_flops: Callable[[KeepPlan], int]
-                ) -> Tuple[Union[Tuple[KeepPlan, int], None], float]:
-        """Correct the estimate's target by secant steps through counted
-        plans; the (plan, FLOPs) within tolerance, or None, and the
-        closest reduction counted."""
-        target = self.flops_reduction
-        closest, history = None, []
+    def _secant(self, ranking: '_Ranking', estimator: CostEstimator,
+                measure: Callable[[KeepPlan], float]
+                ) -> Tuple[Optional[KeepPlan], float]:
+        """Correct the estimate's target through measured plans; the plan
+        within tolerance, or None, and the closest reduction measured.
+
+        FLOPs counts are exact, so each correction is a secant step through
+        the last two counts (the first goes through the origin: no pruning,
+        no reduction). Timings are noisy, so a latency target is corrected
+        by the slope of measured against estimated reduction, fitted by
+        least squares through the origin over all plans timed so far, and
+        the search aims at half the tolerance
+        (a later timing of the plan, noise included, then stays within it);
+        where it misses that, the closest plan within tolerance is kept.
+        """
+        target = self.reduction
+        aim = self.tolerance / 2 if self.cost == 'latency' else \
+            self.tolerance
+        closest, best, history, pairs = None, None, [], []
         for _ in range(self.max_rounds):
-            plan, _ = self._search(ranking, estimator, target)
-            flops = count_flops(plan)
-            achieved = 1 - flops / dense.flops
-            if closest is None or abs(achieved - self.flops_reduction) < abs(
-                    closest - self.flops_reduction):
-                closest = achieved
-            if abs(achieved - self.flops_reduction) <= self.tolerance:
-                return (plan, flops), achieved
-            history.append((target, achieved))
-            (t0, a0), (t1, a1) = history[-2:] if len(history) > 1 else \
-                ((0.0, 0.0), history[-1])
-            if abs(a1 - a0) > 1e-9:  # secant: the estimate's slope is off
-                target = t1 + (self.flops_reduction - a1) * (t1 - t0) / (
-                    a1 - a0)
+            plan, estimated = self._search(ranking, estimator, target)
+            achieved = measure(plan)
+            if closest is None or abs(achieved - self.reduction) < abs(
+                    closest - self.reduction):
+                closest, best = achieved, plan
+            if abs(achieved - self.reduction) <= aim:
+                return plan, achieved
+            if self.cost == 'latency':
+                pairs.append((estimated, achieved))
+                slope = sum(e * a for e, a in pairs) / max(
+                    sum(e * e for e, _ in pairs), 1e-12)
+                target = self.reduction / slope if slope > 0 else \
+                    target + self.reduction - achieved
             else:
-                target += self.flops_reduction - achieved
+                history.append((target, achieved))
+                (t0, a0), (t1, a1) = history[-2:] if len(history) > 1 else \
+                    ((0.0, 0.0), history[-1])
+                if abs(a1 - a0) > 1e-9:  # secant: the estimate's slope is off
+                    target = t1 + (self.reduction - a1) * (t1 - t0) / (
+                        a1 - a0)
+                else:
+                    target += self.reduction - achieved
             target = min(max(target, 0.0), 1.0)
+        if abs(closest - self.reduction) <= self.tolerance:
+            return best, closest
         return None, closest

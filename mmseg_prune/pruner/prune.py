@@ -1,5 +1,7 @@
 """The pruning engine: score a graph's channels, meet the FLOPs budget,
 and cut a pruned copy."""
+import copy
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Optional, Sequence
@@ -7,13 +9,16 @@ from typing import Dict, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..analysis import Complexity, count_complexity
+from ..analysis import (Complexity, Latency, LatencyTable, check_quiet,
+                        count_complexity, segmentor_forward,
+                        time_interleaved)
 from ..criteria import CRITERIA_ALIASES, BaseCriterion
 from ..registry import PRUNING_CRITERIA
 from ..structure import SegmentorGraph, forward_all_heads
 from ..structure.bias_compensation import compensated_biases
 from ..structure.layer_rules import is_weight_layer
 from ..utils.errors import PruneError
+from .estimators import FlopsEstimator, LatencyEstimator
 from .flops_budget import FlopsBudget
 
 
@@ -50,6 +55,10 @@ class PruneResult:
             output channels.
         round_to (int): The channel multiple the budget kept (its
             ``round_to`` after any halving; 1 without rounding).
+        latency (dict | None): For a latency budget, the timing of dense
+            and pruned (``dense_ms``, ``pruned_ms``, their ``*_spread``, the
+            ``reduction``), the device, the latency table's file, and the
+            layer timings it gained (``timed_layers``, ``table_seconds``).
     """
     model: nn.Module
     keep: Dict[str, torch.Tensor]
@@ -57,6 +66,7 @@ class PruneResult:
     pruned: Complexity
     layers: Dict[str, list] = field(default_factory=dict)
     round_to: int = 1
+    latency: Optional[dict] = None
 
     @property
     def achieved_reduction(self) -> float:
@@ -122,20 +132,22 @@ def check_finite_weights(model: nn.Module) -> None:
                 'diverged')
 
 
-def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
+def prune_segmentor(model: nn.Module, criterion, reduction: float,
                     input_shape: Sequence[int],
                     batches: Optional[Iterable[dict]] = None,
                     ignore: Sequence[str] = (),
                     budget: Optional[dict] = None,
                     bias_compensation: Optional[bool] = None) -> PruneResult:
-    """Prune a dense segmentor so that it loses ``flops_reduction`` FLOPs.
+    """Prune a dense segmentor so that it loses ``reduction`` of its FLOPs
+    (or, with ``budget=dict(cost='latency')``, of its measured latency).
 
     The dense model is left untouched; the result is a pruned copy.
 
     Args:
         model (nn.Module): The segmentor (CPU, SyncBN reverted).
         criterion: Criterion name, config dict or instance.
-        flops_reduction (float): Fraction of FLOPs (MACs) to remove.
+        reduction (float): Fraction of the FLOPs (MACs), or of the latency,
+            to remove.
         input_shape (tuple[int, int]): (H, W) at which FLOPs are counted.
         batches (Iterable[dict], optional): Calibration data for criteria
             that need it.
@@ -153,7 +165,7 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
     criterion = build_criterion(criterion)
     if bias_compensation is None:
         bias_compensation = criterion.bias_compensation
-    budget = FlopsBudget(flops_reduction,
+    budget = FlopsBudget(reduction,
                          **{**criterion.budget_defaults, **(budget or {})})
     if criterion.requires_data and batches is None:
         raise PruneError(f'criterion {type(criterion).__name__} needs data; '
@@ -177,43 +189,117 @@ def prune_segmentor(model: nn.Module, criterion, flops_reduction: float,
 
 def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
                 budget: FlopsBudget, dense: Optional[Complexity] = None,
-                bias_compensation: bool = False) -> PruneResult:
+                bias_compensation: bool = False,
+                latency_table: Optional[LatencyTable] = None) -> PruneResult:
     """Prune a copy of ``graph.model`` by ``scores`` to ``budget``.
 
     Args:
         graph (SegmentorGraph): Groups of the model to prune.
         scores (dict[str, Tensor]): Group name -> channel scores.
-        budget (FlopsBudget): The FLOPs target, relative to
+        budget (FlopsBudget): The FLOPs or latency target, relative to
             ``graph.model``.
         dense (Complexity, optional): ``graph.model``'s count at
             ``graph.input_shape``, when the caller has it already.
         bias_compensation (bool): Fold removed channels' contributions into
             the next biases. Default: False.
+        latency_table (LatencyTable, optional): For a latency budget, the
+            table to read layer latencies from. Default: the cached table
+            of the device timed on.
 
     Returns:
         PruneResult: The pruned copy and its figures.
     """
     input_shape = graph.input_shape
     dense = dense or count_complexity(graph.model, input_shape)
-    pruned_models = {}
     inputs = graph.example_inputs()
     expected = graph.output_shapes
+    measured = {}  # id(plan) -> the pruned model and its figures
+    timer = None
+    estimator = FlopsEstimator(graph, dense)
+    if budget.cost == 'latency':
+        timer = LatencyTimer(graph.model, input_shape)
+        estimator = LatencyEstimator(
+            graph, latency_table or LatencyTable(timer.device),
+            timer.dense_latency().median, estimator)
 
-    def count_flops(keep):
+    def measure(keep):
         with compensated_biases(graph, keep) if bias_compensation \
                 else nullcontext():
             candidate = graph.prune(keep)
         _check_outputs(candidate, inputs, expected)
-        complexity = count_complexity(candidate, input_shape)
-        pruned_models[complexity.flops] = (candidate, complexity)
-        return complexity.flops
+        figures = measured[id(keep)] = dict(
+            keep=keep, model=candidate,
+            complexity=count_complexity(candidate, input_shape))
+        if timer is None:
+            return 1 - figures['complexity'].flops / dense.flops
+        figures['latency'] = timer.compare(candidate)
+        return figures['latency']['reduction']
 
-    keep, flops = budget.select(graph, scores, dense, count_flops)
-    pruned, complexity = pruned_models[flops]
+    try:
+        keep = budget.select(graph, scores, estimator, measure)
+    finally:
+        if timer is not None:
+            estimator.table.save()
+    chosen = measured[id(keep)]
+    latency = None
+    if timer is not None:
+        latency = dict(chosen['latency'], device=timer.device.type,
+                       table=estimator.table.path,
+                       timed_layers=estimator.table.measured,
+                       table_seconds=estimator.table.seconds)
     return PruneResult(
-        model=pruned,
+        model=chosen['model'],
         keep=keep,
         dense=dense,
-        pruned=complexity,
-        layers=_layer_table(graph.model, pruned),
-        round_to=budget.used_round_to or 1)
+        pruned=chosen['complexity'],
+        layers=_layer_table(graph.model, chosen['model']),
+        round_to=budget.used_round_to or 1,
+        latency=latency)
+
+
+class LatencyTimer:
+    """Times candidates against the dense model, interleaved, on CUDA
+    where present, else on the CPU (with a warning when other work keeps
+    its cores busy).
+
+    Args:
+        model (nn.Module): The dense segmentor (left as it is).
+        input_shape (tuple[int, int]): (H, W).
+        runs (int, optional): Timed runs of each. Default: as many as take
+            about 3 s of the dense model (between 9 and 100), since the
+            median of a few runs is noise.
+    """
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int],
+                 runs: Optional[int] = None):
+        self.device = torch.device(
+            'cuda' if torch.cuda.is_available() else 'cpu')
+        if self.device.type == 'cpu':
+            check_quiet(torch.get_num_threads())
+        self.input_shape = input_shape
+        self.runs = runs or 5
+        self.dense = self._ready(model)
+        self.dense_run = segmentor_forward(self.dense, input_shape)
+        if runs is None:
+            first = self.dense_latency().median
+            self.runs = min(max(math.ceil(3000 / max(first, 1e-3)), 9), 100)
+
+    def _ready(self, model: nn.Module) -> nn.Module:
+        return copy.deepcopy(model).to(self.device).eval()
+
+    def dense_latency(self) -> Latency:
+        """The dense model alone."""
+        return time_interleaved(dict(dense=self.dense_run), self.runs,
+                                warmup=1)['dense']
+
+    def compare(self, candidate: nn.Module) -> dict:
+        """Median ms (and spread) of dense and ``candidate``, timed in
+        turn, and the reduction measured."""
+        times = time_interleaved(
+            dict(dense=self.dense_run, pruned=segmentor_forward(
+                self._ready(candidate), self.input_shape)),
+            self.runs, warmup=1)
+        dense, pruned = times['dense'], times['pruned']
+        return dict(dense_ms=dense.median, pruned_ms=pruned.median,
+                    dense_spread=dense.spread, pruned_spread=pruned.spread,
+                    reduction=1 - pruned.median / dense.median)

@@ -114,6 +114,15 @@ BAD_INPUTS = {
     'missing data root':
     (lambda t, p: [SMALL, '--criterion', 'taylor', '--data-root',
                    str(t / 'no_data')], 'make_demo_data'),
+    'FLOPs and latency targets at once':
+    (lambda t, p: [SMALL, '--flops-reduction', '0.5', '--latency-reduction',
+                   '0.4'], 'not both'),
+    'latency cost without a latency target':
+    (lambda t, p: [SMALL, '--cfg-options', 'pruning.budget.cost=latency'],
+     'pass --latency-reduction R'),
+    'latency reduction outside (0, 1)':
+    (lambda t, p: [SMALL, '--latency-reduction', '0'],
+     r'--latency-reduction must be in \(0, 1\)'),
 }
 
 
@@ -155,6 +164,27 @@ def test_pruned_config_of_another_model(pruned, tmp_path, capsys):
     ])
     assert code == 2
     assert 'does not fit' in capsys.readouterr().err
+
+
+def test_latency_reduction(fake_timing, tmp_path, capsys):
+    """--latency-reduction prunes to a share of the measured latency (timed
+    here by the deterministic stand-in of tests/helpers.py)."""
+    work_dir = str(tmp_path / 'work')
+    assert run_cli(_tool('prune').main, [
+        SMALL, '--work-dir', work_dir, '--latency-reduction', '0.3',
+        '--input-shape', '64', '64', '--criterion', 'l1'
+    ]) == 0
+    out = capsys.readouterr().out
+    assert 'pruning 30% of the latency' in out
+    assert 'Latency reduction' in out and 'target 30.00%' in out
+    report = json.load(open(osp.join(work_dir, 'pruning_report.json')))
+    assert report['latency_reduction'] == 0.3
+    assert report['flops_reduction'] is None
+    latency = report['latency']
+    assert abs(latency['pruned_ms'] / (0.7 * latency['dense_ms']) - 1) <= 0.05
+    assert osp.isfile(latency['table'])
+    ckpt = torch.load(osp.join(work_dir, 'pruned.pth'))
+    assert ckpt['meta']['pruning']['latency_reduction'] == 0.3
 
 
 def test_config_pruning_section_and_cfg_options(tmp_path):
