@@ -80,7 +80,7 @@ def compare(dense, flops_result, shape, prune_latency):
     """Prune to the FLOPs result's measured latency reduction, then time
     dense and both pruned models in turn; the figures of both."""
     from mmseg_prune.analysis import segmentor_forward, time_interleaved
-    from mmseg_prune.pruner.prune import LatencyTimer
+    from mmseg_prune.analysis import LatencyTimer
     timer = LatencyTimer(dense, shape)
     target = timer.compare(flops_result.model)['reduction']
     log(f'  FLOPs budget: latency reduction {target:.3f} measured')
@@ -200,8 +200,8 @@ def write_table(results, args):
         'spread). "off target" is the latency-pruned model\'s latency '
         'against its target, timed afterwards against the dense model '
         'alone (the larger spread of those two timings in brackets); FLOPs '
-        'and params are shares of the dense model; "L1 mass" is the share of the normalised L1 scores '
-        'kept. Prune time: the latency budget\'s whole pruning, and the '
+        'and params are shares of the dense model; "L1 mass" is the share '
+        'of the normalised L1 scores kept. Prune time: the latency budget\'s whole pruning, and the '
         'part of it spent timing layers for its table (the run\'s table '
         'starts empty).',
         '',

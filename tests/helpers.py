@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from mmseg_prune.analysis import Latency, LayerCall, layer_calls
+from mmseg_prune.analysis import LayerCall, layer_calls
 from mmseg_prune.apis import load_config
 from mmseg_prune.testing import data_batch, fake_batch  # noqa: F401
 
@@ -183,9 +183,6 @@ class FakeTimer:
         self.device = torch.device('cpu')
         self.input_shape = input_shape
         self.dense_ms = fake_model_ms(model, input_shape)
-
-    def dense_latency(self):
-        return Latency([self.dense_ms])
 
     def compare(self, candidate):
         pruned = fake_model_ms(candidate, self.input_shape)

@@ -7,6 +7,8 @@ timing, :func:`check_quiet` looks at how busy the cores are; the candidates
 (dense and pruned, torch and onnxruntime) are then timed in one process,
 one run of each in turn, so that a change of load hits them alike.
 """
+import copy
+import math
 import os
 import time
 import warnings
@@ -158,3 +160,50 @@ def measure_latency(segmentor: nn.Module, input_shape: Sequence[int],
             warmup)['model']
     finally:
         segmentor.train(was_training)
+
+
+class LatencyTimer:
+    """Times candidates against a dense model, in turn, on CUDA where
+    present, else on the CPU (with a warning when other work keeps its cores
+    busy).
+
+    Args:
+        model (nn.Module): The dense segmentor (left as it is; a copy is
+            timed).
+        input_shape (tuple[int, int]): (H, W).
+        runs (int, optional): Timed runs of each. Default: as many as take
+            about 3 s of the dense model (between 9 and 100), since the
+            median of a few runs is noise.
+
+    Attributes:
+        dense_ms (float): Median latency of the dense model alone, timed
+            once on construction.
+    """
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int],
+                 runs: Optional[int] = None):
+        self.device = torch.device(
+            'cuda' if torch.cuda.is_available() else 'cpu')
+        if self.device.type == 'cpu':
+            check_quiet(torch.get_num_threads())
+        self.input_shape = input_shape
+        self.dense_run = segmentor_forward(self._ready(model), input_shape)
+        self.dense_ms = time_interleaved(dict(dense=self.dense_run),
+                                         runs or 5, warmup=1)['dense'].median
+        self.runs = runs or min(
+            max(math.ceil(3000 / max(self.dense_ms, 1e-3)), 9), 100)
+
+    def _ready(self, model: nn.Module) -> nn.Module:
+        return copy.deepcopy(model).to(self.device).eval()
+
+    def compare(self, candidate: nn.Module) -> dict:
+        """Median ms (and spread) of dense and ``candidate``, timed in
+        turn, and the reduction measured."""
+        times = time_interleaved(
+            dict(dense=self.dense_run, pruned=segmentor_forward(
+                self._ready(candidate), self.input_shape)),
+            self.runs, warmup=1)
+        dense, pruned = times['dense'], times['pruned']
+        return dict(dense_ms=dense.median, pruned_ms=pruned.median,
+                    dense_spread=dense.spread, pruned_spread=pruned.spread,
+                    reduction=1 - pruned.median / dense.median)

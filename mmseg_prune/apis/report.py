@@ -15,8 +15,10 @@ def summary_table(report: dict) -> PrettyTable:
         table.add_row([label, human(dense), human(pruned),
                        f'{pruned / dense:.3f}'])
     target = report['flops_reduction']
-    table.add_row(['FLOPs reduction', '', f'{report["achieved_reduction"]:.2%}',
-                   '' if target is None else f'target {target:.2%}'])
+    table.add_row([
+        'FLOPs reduction', '', f'{report["achieved_reduction"]:.2%}',
+        '' if target is None else f'target {target:.2%}'
+    ])
     latency = report.get('latency')
     if latency:
         table.add_row([

@@ -4,7 +4,7 @@ from .prune import (PruneResult, build_criterion, check_finite_weights,
                     prune_graph, prune_segmentor)
 
 __all__ = [
-    'CostEstimator', 'FlopsBudget', 'FlopsEstimator', 'LatencyEstimator', 'normalize_scores', 'PruneResult',
-    'build_criterion', 'check_finite_weights', 'prune_graph',
+    'CostEstimator', 'FlopsBudget', 'FlopsEstimator', 'LatencyEstimator',
+    'normalize_scores', 'PruneResult', 'build_criterion', 'check_finite_weights', 'prune_graph',
     'prune_segmentor'
 ]

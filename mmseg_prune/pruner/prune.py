@@ -1,7 +1,5 @@
-"""The pruning engine: score a graph's channels, meet the FLOPs budget,
-and cut a pruned copy."""
-import copy
-import math
+"""The pruning engine: score a graph's channels, meet the FLOPs or latency
+budget, and cut a pruned copy."""
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Optional, Sequence
@@ -9,9 +7,8 @@ from typing import Dict, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..analysis import (Complexity, Latency, LatencyTable, check_quiet,
-                        count_complexity, segmentor_forward,
-                        time_interleaved)
+from ..analysis import (Complexity, LatencyTable, LatencyTimer,
+                        count_complexity)
 from ..criteria import CRITERIA_ALIASES, BaseCriterion
 from ..registry import PRUNING_CRITERIA
 from ..structure import SegmentorGraph, forward_all_heads
@@ -220,7 +217,7 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
         timer = LatencyTimer(graph.model, input_shape)
         estimator = LatencyEstimator(
             graph, latency_table or LatencyTable(timer.device),
-            timer.dense_latency().median, estimator)
+            timer.dense_ms, estimator)
 
     def measure(keep):
         with compensated_biases(graph, keep) if bias_compensation \
@@ -256,50 +253,3 @@ def prune_graph(graph: SegmentorGraph, scores: Dict[str, torch.Tensor],
         round_to=budget.used_round_to or 1,
         latency=latency)
 
-
-class LatencyTimer:
-    """Times candidates against the dense model, interleaved, on CUDA
-    where present, else on the CPU (with a warning when other work keeps
-    its cores busy).
-
-    Args:
-        model (nn.Module): The dense segmentor (left as it is).
-        input_shape (tuple[int, int]): (H, W).
-        runs (int, optional): Timed runs of each. Default: as many as take
-            about 3 s of the dense model (between 9 and 100), since the
-            median of a few runs is noise.
-    """
-
-    def __init__(self, model: nn.Module, input_shape: Sequence[int],
-                 runs: Optional[int] = None):
-        self.device = torch.device(
-            'cuda' if torch.cuda.is_available() else 'cpu')
-        if self.device.type == 'cpu':
-            check_quiet(torch.get_num_threads())
-        self.input_shape = input_shape
-        self.runs = runs or 5
-        self.dense = self._ready(model)
-        self.dense_run = segmentor_forward(self.dense, input_shape)
-        if runs is None:
-            first = self.dense_latency().median
-            self.runs = min(max(math.ceil(3000 / max(first, 1e-3)), 9), 100)
-
-    def _ready(self, model: nn.Module) -> nn.Module:
-        return copy.deepcopy(model).to(self.device).eval()
-
-    def dense_latency(self) -> Latency:
-        """The dense model alone."""
-        return time_interleaved(dict(dense=self.dense_run), self.runs,
-                                warmup=1)['dense']
-
-    def compare(self, candidate: nn.Module) -> dict:
-        """Median ms (and spread) of dense and ``candidate``, timed in
-        turn, and the reduction measured."""
-        times = time_interleaved(
-            dict(dense=self.dense_run, pruned=segmentor_forward(
-                self._ready(candidate), self.input_shape)),
-            self.runs, warmup=1)
-        dense, pruned = times['dense'], times['pruned']
-        return dict(dense_ms=dense.median, pruned_ms=pruned.median,
-                    dense_spread=dense.spread, pruned_spread=pruned.spread,
-                    reduction=1 - pruned.median / dense.median)
