@@ -53,6 +53,7 @@ SIZE = 512
 PROXY_CRITERIA = ['l1', 'sirfp']
 PROXY_SEEDS = [0, 1]
 FINETUNE_ITERS = 100
+WORK_DIR = 'work_dirs/latency_budget'
 
 
 def log(message):
@@ -190,7 +191,9 @@ def write_table(results, args):
     lines = [
         '# The latency budget against the FLOPs budget', '',
         f'Made by `python benchmarks/latency_budget.py --out {args.out}'
-        + (f' --proxy {args.proxy}' if args.proxy else '') + '` on '
+        + (f' --proxy {args.proxy}' if args.proxy else '')
+        + (f' --work-dir {args.work_dir}' if args.work_dir != WORK_DIR
+           else '') + '` on '
         f'{time.strftime("%Y-%m-%d")}, CPU, '
         f'{torch.get_num_threads()} threads.', '',
         'The FLOPs budget removes 50% of the FLOPs; its model, timed '
@@ -261,7 +264,7 @@ def parse_args(argv):
                         choices=list(FAMILIES))
     parser.add_argument('--proxy', help='the criteria study\'s work dir '
                         '(trained proxy and data); adds the mIoU comparison')
-    parser.add_argument('--work-dir', default='work_dirs/latency_budget')
+    parser.add_argument('--work-dir', default=WORK_DIR)
     parser.add_argument('--out', default='docs/latency_budget.md')
     return parser.parse_args(argv)
 

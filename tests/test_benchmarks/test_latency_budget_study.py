@@ -42,7 +42,8 @@ def test_table_from_recorded_results(tmp_path):
                               latency_miou_finetuned=63.5)
     }
     out = str(tmp_path / 'latency_budget.md')
-    args = types.SimpleNamespace(out=out, proxy='work_dirs/criteria')
+    args = types.SimpleNamespace(out=out, proxy='work_dirs/criteria',
+                                 work_dir='work_dirs/latency_budget')
     text = script.write_table(results, args)
     assert text == open(out).read()
     assert ('| stdc | 100.0 ± 3% | 60.0 ± 4% | 58.0 ± 5% | +2.1% (6%) '
