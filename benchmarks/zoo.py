@@ -96,6 +96,9 @@ CUDA_PREFIX = 'cuda_'
 #: chosen by measurement (docs/alignment.md); the budget halves it where a
 #: family cannot reach 50% that coarsely, and the row records what it used.
 ROUND_TO = 16
+#: CPU timings run at least --runs times and until the dense runs span
+#: this many milliseconds (at most 100 runs).
+SPAN_MS = 3000
 #: Timed runs of each CUDA figure, after as many warm-up runs.
 CUDA_RUNS = 50
 #: A family whose CPU speed-up / FLOPs ratio falls below this is profiled,
@@ -145,7 +148,8 @@ def run_one(config, runs, size, device='cpu', lock=None):
     from torch_pruning.utils import flatten_as_list
 
     import mmseg_prune  # noqa: F401
-    from mmseg_prune.analysis import (busy_cores, segmentor_forward,
+    from mmseg_prune.analysis import (busy_cores, paired_speedup,
+                                      runs_to_span, segmentor_forward,
                                       time_interleaved)
     from mmseg_prune.apis import (build_report, build_segmentor, load_config,
                                   prune_segmentor, save_pruned)
@@ -202,9 +206,12 @@ def run_one(config, runs, size, device='cpu', lock=None):
                              f'pruned_config.py differs by {diff:.1e} > '
                              f'{RELOAD_ATOL:g}')
         # Dense and pruned in turn, so that a change of load hits both;
-        # timed again once if either spread is over 10%.
+        # timed again once if either spread is over 10%. Fast models get
+        # more runs: five of 20 ms catch one moment of a shared host.
         candidates = dict(dense=segmentor_forward(dense.eval(), shape),
                           pruned=segmentor_forward(result.model, shape))
+        once = time_interleaved(dict(dense=candidates['dense']), 1, warmup=1)
+        runs = runs_to_span(once['dense'].median, SPAN_MS, least=runs)
         for _ in range(2):
             busy = busy_cores(0.5)
             latency = time_interleaved(candidates, runs, warmup=2)
@@ -219,7 +226,10 @@ def run_one(config, runs, size, device='cpu', lock=None):
             dense_ms=latency['dense'].median,
             pruned_ms=latency['pruned'].median,
             dense_spread=latency['dense'].spread,
-            pruned_spread=latency['pruned'].spread)
+            pruned_spread=latency['pruned'].spread,
+            speedup=paired_speedup(latency['dense'], latency['pruned']),
+            dense_times=[round(t, 2) for t in latency['dense'].times],
+            pruned_times=[round(t, 2) for t in latency['pruned'].times])
         if speed_ratio(row) < PROFILE_BELOW:
             row['slow_modules'] = slowest_modules(dense, result.model, shape)
         row.update(onnxruntime_latency(dense, result.model, shape, runs))
@@ -474,7 +484,9 @@ def write_table(rows, args, done=True):
     from mmseg_prune.utils.io import atomic_write_text
     ok = [r for r in rows if 'error' not in r]
     timed = [r for r in ok if 'dense_ms' in r]  # on the CPU
-    threads, runs = recorded(timed, 'threads'), recorded(timed, 'runs')
+    threads = recorded(timed, 'threads')
+    runs = sorted(r['runs'] for r in timed if 'runs' in r)
+    runs = f'{runs[0]} to {runs[-1]}' if runs else 'not recorded'
     date = recorded(timed, 'date')
     gpus = recorded(ok, CUDA_PREFIX + 'device')
     extra = [r for r in rows if 'error' in r and any(
@@ -485,7 +497,8 @@ def write_table(rows, args, done=True):
         f'Made by `python benchmarks/zoo.py --out {args.out}'
         + (f' --repeat-of {args.repeat_of}'
            if getattr(args, 'repeat_of', None) else '') + '` (rows of '
-        'earlier runs are kept in docs/zoo.json; `--families NAME ...` '
+        f'earlier runs are kept in {osp.splitext(args.out)[0]}.json; '
+        '`--families NAME ...` '
         're-runs some) '
         f'(date: {date}; CPU threads: {threads}). One config '
         'per mmseg 1.2.2 family, pruned by 50% of its FLOPs (MACs) with the '
@@ -501,7 +514,10 @@ def write_table(rows, args, done=True):
         f'whose reload differs by more than {RELOAD_ATOL:g} fails. Latency: '
         f'dense and pruned timed in turn in one process (threads: {threads}, '
         'weights seeded, two warm-up runs each), the median of the runs '
-        f'(runs: {runs}) ± the interquartile range over the median; a pair '
+        f'({runs} runs: at least {getattr(args, "runs", 5)}, and enough for the dense runs to span '
+        f'{SPAN_MS / 1000:g} s) ± the interquartile range over the median; '
+        'the speed-up is the median of the runs\' ratios, each dense run '
+        'over the pruned run beside it; a pair '
         'with a spread over 10% is timed again once, and is marked † if it '
         'stays over. The run refuses to start while other work keeps the '
         'cores busy. onnxruntime latency: both models exported to ONNX as '
@@ -536,7 +552,7 @@ def write_table(rows, args, done=True):
             f'families: median {statistics.median(ratios):.2f}, lowest {ratios[0]:.2f}, '
             f'highest {ratios[-1]:.2f}; {sum(q < 0.85 for q in ratios)} below '
             '0.85; pruned models slower than their dense model: '
-            f'{sum(r["pruned_ms"] > r["dense_ms"] for r in timed)}.', '']
+            f'{sum(speedup(r) < 1 for r in timed)}.', '']
     for r in rows:
         if 'error' in r:
             lines.append(f'| {r["family"]} | {r["config"]} | no: '
@@ -547,7 +563,6 @@ def write_table(rows, args, done=True):
                          f'the CPU | | | | | | | | {cuda_cell(r)} | | |')
             continue
         flops_ratio = r['dense_flops'] / r['pruned_flops']
-        speedup = r['dense_ms'] / r['pruned_ms']
         spreads = [r.get('dense_spread'), r.get('pruned_spread')]
         unsteady = ' †' if any(s is not None and s > 0.10
                                for s in spreads) else ''
@@ -566,7 +581,7 @@ def write_table(rows, args, done=True):
             f'{human(r["dense_params"])} → {human(r["pruned_params"])} | '
             f'{timing(r["dense_ms"], spreads[0])} → '
             f'{timing(r["pruned_ms"], spreads[1])}{unsteady} | '
-            f'{speedup:.2f}x / {flops_ratio:.2f}x = '
+            f'{speedup(r):.2f}x / {flops_ratio:.2f}x = '
             f'{speed_ratio(r):.2f}{profiled(r)} | {onnx_cell(r)} | '
             f'{cuda_cell(r)} | '
             f'{r["prune_s"]:.0f} | '
@@ -577,16 +592,27 @@ def write_table(rows, args, done=True):
     atomic_write_text(args.out, '\n'.join(lines) + '\n')
 
 
+def speedup(row):
+    """A row's CPU speed-up: the median of its paired runs' ratios, or,
+    for rows of earlier runs that kept no runs, the ratio of the
+    medians."""
+    return row.get('speedup') or row['dense_ms'] / row['pruned_ms']
+
+
 def speed_ratio(row):
     """A row's CPU speed-up over its FLOPs ratio."""
-    return (row['dense_ms'] / row['pruned_ms']) / (row['dense_flops'] /
-                                                   row['pruned_flops'])
+    return speedup(row) / (row['dense_flops'] / row['pruned_flops'])
 
 
 def agreement(earlier, timed, name, tolerance=0.10):
-    """Markdown lines: how far each family's CPU medians moved since the
-    run in ``earlier`` (rows of the same pruning and input), and how many
-    stayed within ``tolerance``."""
+    """Markdown lines: how far each family's speed-up and CPU medians moved
+    since the run in ``earlier`` (rows of the same pruning and input), and
+    how many stayed within ``tolerance``.
+
+    A family agrees when its speed-up does: dense and pruned are timed in
+    turn, so the speed-up is what a change of the host's state between the
+    runs leaves alone; the medians are shown beside it.
+    """
     before = {r['family']: r for r in earlier
               if 'dense_ms' in r and 'error' not in r}
     pairs = [(before[r['family']], r) for r in timed
@@ -594,20 +620,25 @@ def agreement(earlier, timed, name, tolerance=0.10):
              and before[r['family']].get('round_to', 1) == r.get('round_to', 1)
              and before[r['family']]['input'] == r['input']]
     lines = ['', f'## Agreement with the run in {name}', '',
-             '| family | dense ms, then → now | pruned ms, then → now | '
-             'speed-up / FLOPs ratio, then → now |', '|---|---|---|---|']
-    agree = 0
+             '| family | speed-up, then → now | dense ms, then → now | '
+             'pruned ms, then → now | speed-up / FLOPs ratio, then → now |',
+             '|---|---|---|---|---|']
+    agree = steady_ms = 0
     for old, new in pairs:
         moves = [new[k] / old[k] - 1 for k in ('dense_ms', 'pruned_ms')]
-        agree += all(abs(m) <= tolerance for m in moves)
+        moved = speedup(new) / speedup(old) - 1
+        agree += abs(moved) <= tolerance
+        steady_ms += all(abs(m) <= tolerance for m in moves)
         lines.append(
-            f'| {new["family"]} | {old["dense_ms"]:.0f} → '
+            f'| {new["family"]} | {speedup(old):.2f}x → {speedup(new):.2f}x '
+            f'({moved:+.0%}) | {old["dense_ms"]:.0f} → '
             f'{new["dense_ms"]:.0f} ({moves[0]:+.0%}) | '
             f'{old["pruned_ms"]:.0f} → {new["pruned_ms"]:.0f} '
             f'({moves[1]:+.0%}) | {speed_ratio(old):.2f} → '
             f'{speed_ratio(new):.2f} |')
     lines[3:3] = [f'{agree} of {len(pairs)} families timed in both runs '
-                  f'moved by {tolerance:.0%} or less in both medians.', '']
+                  f'moved by {tolerance:.0%} or less in speed-up; '
+                  f'{steady_ms} of them in both medians (ms) too.', '']
     return lines
 
 

@@ -114,6 +114,27 @@ def time_interleaved(candidates: Dict[str, Callable[[], object]],
     return {name: Latency(t) for name, t in times.items()}
 
 
+def paired_speedup(slow: Latency, fast: Latency) -> float:
+    """How many times faster ``fast`` ran than ``slow``: the median over
+    the turns of :func:`time_interleaved` of the two runs' ratio.
+
+    Each turn's two runs see the same state of the machine, so a change of
+    state between turns (a shared host's memory bandwidth moves a
+    memory-bound model by a third within a minute) cancels, where the ratio
+    of the two medians can take them from different states.
+    """
+    ratios = sorted(a / b for a, b in zip(slow.times, fast.times))
+    return ratios[len(ratios) // 2]
+
+
+def runs_to_span(ms: float, span_ms: float = 3000, least: int = 9,
+                 most: int = 100) -> int:
+    """Timed runs of a ``ms`` forward that together span ``span_ms``,
+    between ``least`` and ``most``: the median of a few short runs is
+    noise."""
+    return min(max(math.ceil(span_ms / max(ms, 1e-3)), least), most)
+
+
 def segmentor_forward(segmentor: nn.Module,
                       input_shape: Sequence[int]) -> Callable[[], object]:
     """One tensor-mode inference of ``segmentor`` on a fixed random image,
@@ -190,8 +211,7 @@ class LatencyTimer:
         self.dense_run = segmentor_forward(self._ready(model), input_shape)
         self.dense_ms = time_interleaved(dict(dense=self.dense_run),
                                          runs or 5, warmup=1)['dense'].median
-        self.runs = runs or min(
-            max(math.ceil(3000 / max(self.dense_ms, 1e-3)), 9), 100)
+        self.runs = runs or runs_to_span(self.dense_ms)
 
     def _ready(self, model: nn.Module) -> nn.Module:
         return copy.deepcopy(model).to(self.device).eval()

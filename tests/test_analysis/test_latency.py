@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from mmseg_prune.analysis import (Latency, check_quiet, measure_latency,
+                                  paired_speedup, runs_to_span,
                                   segmentor_forward, time_interleaved)
 from mmseg_prune.analysis import latency as latency_module
 from mmseg_prune.utils import PruneError
@@ -82,3 +83,19 @@ def test_a_busy_machine_is_reported(monkeypatch):
 def test_busy_cores_reads_the_machine():
     busy = latency_module.busy_cores(0.05)
     assert busy is None or 0 <= busy <= latency_module.os.cpu_count()
+
+
+def test_the_speed_up_pairs_each_run_with_the_one_beside_it():
+    dense = Latency([100.0, 200.0, 400.0])
+    pruned = Latency([80.0, 50.0, 100.0])
+    # Turn by turn: 1.25, 4 and 4; the median of the ratios is 4, where the
+    # ratio of the medians (200 / 80) would be 2.5.
+    assert paired_speedup(dense, pruned) == pytest.approx(4.0)
+    assert paired_speedup(pruned, dense) == pytest.approx(0.25)
+
+
+def test_short_runs_are_timed_more_often():
+    assert runs_to_span(50.0) == 60  # 3 s of 50 ms runs
+    assert runs_to_span(1000.0) == 9  # at least 9
+    assert runs_to_span(2000.0, least=5) == 5
+    assert runs_to_span(20.0) == 100  # at most 100

@@ -6,6 +6,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import TESTS_DIR
 
 ROOT = osp.dirname(TESTS_DIR)
@@ -36,7 +38,13 @@ def test_one_family_row(tmp_path):
     for key in ('dense', 'pruned', 'ort_dense', 'ort_pruned'):
         assert row[key + '_ms'] > 0 and row[key + '_spread'] >= 0
     assert row['onnx_max_diff'] <= 1e-4
-    assert (row['threads'], row['runs']) == (1, 3)
+    # At least --runs, and as many as 3 s of the dense model takes.
+    assert row['threads'] == 1 and 3 <= row['runs'] <= 100
+    assert len(row['dense_times']) == len(row['pruned_times']) == row['runs']
+    ratios = sorted(a / b for a, b in zip(row['dense_times'],
+                                          row['pruned_times']))
+    assert row['speedup'] == pytest.approx(ratios[len(ratios) // 2],
+                                           rel=1e-2)
     assert row['round_to'] in (16, 8, 4, 2, 1)  # halved where too coarse
 
     zoo = _zoo()
@@ -80,13 +88,13 @@ def test_one_family_row(tmp_path):
     assert 'not run on the CPU' in table['stdc'] and '(2.00x)' in \
         table['stdc']
     header = open(out).read()
-    assert 'CPU threads: 1' in header and '(runs: 3)' in header
+    assert 'CPU threads: 1' in header and \
+        f'({row["runs"]} to {row["runs"]} runs: at least 5' in header
     assert 'no: ' in table['segnext'] and 'differs by 1.2e-01' in \
         table['segnext']
     assert '†' in table['twins']  # a spread over 10% is marked
     assert 'Supported: 3 of 4 families' in open(out).read()
-    ratio = (row['dense_ms'] / row['pruned_ms']) / (
-        row['dense_flops'] / row['pruned_flops'])
+    ratio = row['speedup'] / (row['dense_flops'] / row['pruned_flops'])
     assert f'over the 2 timed families: median {ratio:.2f}, lowest ' \
         f'{ratio:.2f}' in header
     assert f'| 64x64 | {row["round_to"]} |' in table['fcn']
@@ -103,16 +111,27 @@ def test_agreement_with_an_earlier_run():
                dict(base, family='e', dense_ms=100.0, pruned_ms=50.0,
                     input=[256, 256]),  # another input: not compared
                dict(family='d', error='failed')]
-    now = [dict(base, family='a', dense_ms=105.0, pruned_ms=60.0),
+    earlier.append(dict(base, family='f', dense_ms=100.0, pruned_ms=50.0,
+                        speedup=2.1))
+    now = [dict(base, family='a', dense_ms=105.0, pruned_ms=62.0),
            dict(base, family='b', dense_ms=95.0, pruned_ms=52.0),
            dict(base, family='c', dense_ms=100.0, pruned_ms=50.0),
-           dict(base, family='e', dense_ms=100.0, pruned_ms=50.0)]
+           dict(base, family='e', dense_ms=100.0, pruned_ms=50.0),
+           # The host slowed down by half between the runs; the paired
+           # speed-up did not move.
+           dict(base, family='f', dense_ms=150.0, pruned_ms=75.0,
+                speedup=2.0)]
     lines = zoo.agreement(earlier, now, 'old.json')
     text = '\n'.join(lines)
-    assert '1 of 2 families timed in both runs moved by 10% or less' in text
-    # a: dense +5%, pruned +20%; ratio (100/50)/2 = 1.00 -> (105/60)/2.
-    assert '| a | 100 → 105 (+5%) | 50 → 60 (+20%) | 1.00 → 0.88 |' in text
-    assert '| b | 100 → 95 (-5%) | 50 → 52 (+4%) |' in text
+    assert '2 of 3 families timed in both runs moved by 10% or less in ' \
+        'speed-up; 1 of them in both medians (ms) too' in text
+    # a: speed-up 100/50 = 2.00 -> 105/62 = 1.69 (-15%); FLOPs ratio 2.
+    assert '| a | 2.00x → 1.69x (-15%) | 100 → 105 (+5%) | 50 → 62 ' \
+        '(+24%) | 1.00 → 0.85 |' in text
+    assert '| b | 2.00x → 1.83x (-9%) | 100 → 95 (-5%) | 50 → 52 (+4%) |' \
+        in text
+    assert '| f | 2.10x → 2.00x (-5%) | 100 → 150 (+50%) | 50 → 75 ' \
+        '(+50%) | 1.05 → 1.00 |' in text
     assert not {'| c |', '| d |', '| e |'} & set(
         line[:5] for line in lines)
 
