@@ -19,12 +19,15 @@ REFERENCE_PRODUCTS = 20
 
 
 def summary(windows):
-    """'name: lowest–highest window median (range over the lowest)' for the
-    model and the reference, from rows of (seconds, model ms, ref ms)."""
+    """'name low–high ms (how far apart)' for the model and the reference,
+    from rows of (seconds, model ms, reference ms): the 10th and 90th
+    percentiles of the window medians, so that one odd window does not set
+    the range."""
     parts = []
     for name, column in (('model', 1), ('reference', 2)):
-        medians = [w[column] for w in windows]
-        low, high = min(medians), max(medians)
+        medians = sorted(w[column] for w in windows)
+        low, high = medians[len(medians) // 10], \
+            medians[-1 - len(medians) // 10]
         parts.append(f'{name} {low:.1f}–{high:.1f} ms '
                      f'({high / low - 1:.0%} apart)')
     return '; '.join(parts)
@@ -84,7 +87,8 @@ def main():
             f'{REFERENCE_PRODUCTS} products of 512x512 matrices, timed in '
             f'turn in one process, {args.runs} runs of each per window, '
             'nothing else running.', '',
-            f'Window medians: {summary(windows)}.', '',
+            f'Window medians, 10th to 90th percentile: {summary(windows)}.',
+            '',
             '| start (s) | model (ms) | reference (ms) |', '|---|---|---|']
         lines += [f'| {at:.0f} | {m:.1f} | {r:.1f} |'
                   for at, m, r in windows]

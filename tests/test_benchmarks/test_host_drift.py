@@ -18,6 +18,11 @@ def test_summary_gives_each_range_over_its_lowest_median():
     windows = [(0.0, 30.0, 26.0), (5.0, 45.0, 26.5), (10.0, 36.0, 27.3)]
     assert module.summary(windows) == (
         'model 30.0–45.0 ms (50% apart); reference 26.0–27.3 ms (5% apart)')
+    # Of ten windows, the lowest and the highest are left out.
+    ten = [(float(i), 40.0 + i, 20.0) for i in range(10)]
+    ten[3] = (3.0, 10.0, 2.0)
+    assert module.summary(ten) == (
+        'model 40.0–48.0 ms (20% apart); reference 20.0–20.0 ms (0% apart)')
 
 
 def test_a_short_run_writes_its_windows(tmp_path):
@@ -30,4 +35,5 @@ def test_a_short_run_writes_its_windows(tmp_path):
     rows = [ln.split('|') for ln in out.read_text().splitlines()
             if ln.startswith('| ') and not ln.startswith('| start')]
     assert rows and all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
-    assert 'Window medians: model ' in out.read_text()
+    assert 'Window medians, 10th to 90th percentile: model ' in \
+        out.read_text()
