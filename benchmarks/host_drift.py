@@ -81,8 +81,8 @@ def main():
     if args.out:
         lines = [
             '# Host drift', '',
-            f'Made by `python benchmarks/host_drift.py --seconds {args.seconds:g} '
-            f'--out {args.out}` '
+            'Made by `python benchmarks/host_drift.py --seconds '
+            f'{args.seconds:g} --out {args.out}` '
             f'({time.strftime("%Y-%m-%d %H:%M")}; CPU threads: '
             f'{args.threads}). {args.config} at {args.size}x{args.size} and '
             f'{REFERENCE_PRODUCTS} products of 512x512 matrices, timed in '

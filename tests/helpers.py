@@ -1,5 +1,6 @@
 """Helpers the tests share: small configs, two-rank runs, group views."""
 import copy
+import importlib.util
 import os.path as osp
 
 import torch
@@ -15,6 +16,17 @@ DEEPLABV3 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
 #: A small segmentor with an auxiliary head, for fast tests.
 SMALL = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 TESTS_DIR = osp.dirname(__file__)
+#: The project's root, where tools/ and benchmarks/ live.
+ROOT = osp.dirname(TESTS_DIR)
+
+
+def load_script(folder, name):
+    """A script of tools/ or benchmarks/ (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(ROOT, folder, name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_crop_config(config, size=64):

@@ -2,20 +2,14 @@
 study cannot rot: data, pre-training, dense training, prune, zero-shot
 evaluation, plain and distilled fine-tuning, SIRFP's in-training schedule,
 tables and plot."""
-import importlib.util
 import json
 import os.path as osp
 
-from tests.helpers import TESTS_DIR
-
-ROOT = osp.dirname(TESTS_DIR)
+from tests.helpers import load_script
 
 
 def test_smallest_setting_end_to_end(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'criteria', osp.join(ROOT, 'benchmarks', 'criteria.py'))
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script('benchmarks', 'criteria')
     out = str(tmp_path / 'docs' / 'criteria')
     args = ['--work-dir', str(tmp_path / 'cache'), '--out', out,
             '--size', '32', '--num-images', '8', '--num-cls-images', '40',
@@ -70,10 +64,7 @@ def test_smallest_setting_end_to_end(tmp_path):
 
 
 def test_ablations_run_at_half_on_the_first_model_unless_named():
-    spec = importlib.util.spec_from_file_location(
-        'criteria', osp.join(ROOT, 'benchmarks', 'criteria.py'))
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script('benchmarks', 'criteria')
     models = ['deeplabv3_r18', 'pspnet_r18']
     args = study.parse_args([])
     plan = study.planned_runs(args, ['l1', 'sirfp-no-bias-comp'], models)

@@ -1,20 +1,16 @@
 """benchmarks/host_drift.py: windows of a model and the reference timed in
 turn, and the summary of how far their medians moved."""
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
 
-from tests.helpers import TESTS_DIR
+from tests.helpers import ROOT, load_script
 
-ROOT = osp.dirname(TESTS_DIR)
 SCRIPT = osp.join(ROOT, 'benchmarks', 'host_drift.py')
 
 
 def test_summary_gives_each_range_over_its_lowest_median():
-    spec = importlib.util.spec_from_file_location('host_drift', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('benchmarks', 'host_drift')
     windows = [(0.0, 30.0, 26.0), (5.0, 45.0, 26.5), (10.0, 36.0, 27.3)]
     assert module.summary(windows) == (
         'model 30.0–45.0 ms (50% apart); reference 26.0–27.3 ms (5% apart)')

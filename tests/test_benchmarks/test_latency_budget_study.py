@@ -1,25 +1,17 @@
 """benchmarks/latency_budget.py: its table from recorded results, and the
 score mass a plan keeps. (The script times real models; the budget itself is
 tested with deterministic timing in tests/test_pruner.)"""
-import importlib.util
 import json
-import os.path as osp
 import types
 
 import pytest
 import torch
 
-from tests.helpers import TESTS_DIR
-
-ROOT = osp.dirname(TESTS_DIR)
+from tests.helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        'latency_budget', osp.join(ROOT, 'benchmarks', 'latency_budget.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmarks', 'latency_budget')
 
 
 def _record(**extra):

@@ -8,18 +8,13 @@ import sys
 
 import pytest
 
-from tests.helpers import TESTS_DIR
+from tests.helpers import ROOT, load_script
 
-ROOT = osp.dirname(TESTS_DIR)
 ZOO = osp.join(ROOT, 'benchmarks', 'zoo.py')
 
 
 def _zoo():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('zoo', ZOO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmarks', 'zoo')
 
 
 def test_one_family_row(tmp_path):

@@ -1,5 +1,4 @@
 """tools/prune.py and tools/get_flops.py: outputs, figures and bad input."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,17 +8,11 @@ import torch
 
 from mmseg_prune.utils.cli import run_cli
 
-from tests.helpers import SMALL
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(__file__)))
+from tests.helpers import ROOT, SMALL, load_script
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', name)
 
 
 @pytest.fixture(scope='module')
