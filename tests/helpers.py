@@ -13,6 +13,8 @@ from mmseg_prune.apis import load_config
 from mmseg_prune.testing import data_batch, fake_batch  # noqa: F401
 
 DEEPLABV3 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'
+#: A ViT-S with a linear head: attention holds most of its FLOPs.
+SEGMENTER = 'mmseg::segmenter/segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512.py'
 #: A small segmentor with an auxiliary head, for fast tests.
 SMALL = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 TESTS_DIR = osp.dirname(__file__)
@@ -52,6 +54,16 @@ def small_crop_config(config, size=64):
         if key in cfg:
             shrink(cfg[key])
     cfg.crop_size = (size, size)
+    return cfg
+
+
+def small_segmenter_config(size=64, layers=2):
+    """Segmenter's ViT-S (6 heads of 64) with ``layers`` layers at
+    ``size`` x ``size``, without pretrained weights."""
+    cfg = small_crop_config(SEGMENTER, size)
+    cfg.model.pretrained = None
+    cfg.model.backbone.update(img_size=(size, size), num_layers=layers,
+                              init_cfg=None)
     return cfg
 
 

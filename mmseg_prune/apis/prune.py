@@ -10,7 +10,8 @@ from mmengine.config import Config
 from ..models.builder import (build_segmentor, config_dataset_meta,
                               pruned_config)
 from ..pruner import PruneResult
-from ..structure import extract_architecture
+from ..structure import (extract_architecture, has_split_attention,
+                         split_attention)
 from ..utils.io import atomic_file_set
 from ..version import __version__
 
@@ -49,6 +50,9 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
     """
     from ..analysis.plots import write_report_figure
     reference = build_segmentor(cfg, dense=True)
+    split = has_split_attention(result.model)
+    if split:
+        split_attention(reference)
     architecture = extract_architecture(reference, result.model)
     paths = {kind: osp.join(work_dir, name) for kind, name in OUTPUTS.items()}
     meta = dict(
@@ -64,7 +68,8 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
         meta['dataset_meta'] = dataset_meta
     # Relative to the config, so the work dir can be moved whole.
     out_cfg = pruned_config(cfg, architecture,
-                            '{{ fileDirname }}/' + OUTPUTS['checkpoint'])
+                            '{{ fileDirname }}/' + OUTPUTS['checkpoint'],
+                            split_attention=split)
     config_text = out_cfg.pretty_text
     replaced = osp.isfile(paths['checkpoint'])
     with atomic_file_set(work_dir) as tmp:

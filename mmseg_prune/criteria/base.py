@@ -137,3 +137,24 @@ def reduce_members(graph: SegmentorGraph, group: ChannelGroup,
         total.index_add_(0, root, values[member.idxs])
         count.index_add_(0, root, torch.ones(len(root), dtype=torch.float64))
     return total / count.clamp(min=1)
+
+
+def group_importance(importance, group: ChannelGroup) -> torch.Tensor:
+    """A torch-pruning importance of one group's channels.
+
+    torch-pruning reduces its members' scores onto the group's channels by
+    their root indices, in a tensor as long as the first member's indices:
+    the channels' scores are its first ``group.size`` entries (all of it,
+    except in a head group, where each channel is a head of several
+    indices).
+
+    Args:
+        importance: A ``torch_pruning.importance.Importance``.
+        group (ChannelGroup): The group.
+
+    Returns:
+        Tensor: One score per channel (zeros when torch-pruning scores no
+        member).
+    """
+    score = importance(group.tp_group)
+    return torch.zeros(group.size) if score is None else score[:group.size]

@@ -4,7 +4,7 @@ import torch_pruning as tp
 
 from ..registry import PRUNING_CRITERIA
 from ..structure.layer_rules import filters, is_norm, is_weight_layer
-from .base import BaseCriterion, reduce_members
+from .base import BaseCriterion, group_importance, reduce_members
 
 @PRUNING_CRITERIA.register_module()
 class RandomCriterion(BaseCriterion):
@@ -60,5 +60,4 @@ class FPGMCriterion(BaseCriterion):
         self.importance = tp.importance.FPGMImportance(normalizer=None)
 
     def score_group(self, graph, group):
-        score = self.importance(group.tp_group)
-        return torch.zeros(group.size) if score is None else score
+        return group_importance(self.importance, group)

@@ -5,7 +5,7 @@ from mmengine.utils import ProgressBar
 
 from ..registry import PRUNING_CRITERIA
 from ..utils.errors import PruneError
-from .base import BaseCriterion
+from .base import BaseCriterion, group_importance
 
 
 @PRUNING_CRITERIA.register_module()
@@ -41,8 +41,7 @@ class TaylorCriterion(BaseCriterion):
                 progress.update()
 
     def score_group(self, graph, group):
-        score = self.importance(group.tp_group)
-        return torch.zeros(group.size) if score is None else score
+        return group_importance(self.importance, group)
 
     def __call__(self, graph, batches=None):
         try:

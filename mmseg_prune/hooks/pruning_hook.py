@@ -12,7 +12,8 @@ from ..analysis import count_complexity, default_input_shape
 from ..models import build_segmentor, pruned_config, trained_segmentor
 from ..pruner import FlopsBudget, build_criterion, prune_graph
 from ..structure import (SegmentorGraph, apply_architecture,
-                         extract_architecture)
+                         extract_architecture, has_split_attention,
+                         split_attention)
 from ..utils.cli import human
 from ..utils.errors import PruneError
 from ..utils.io import atomic_write_text
@@ -107,10 +108,13 @@ class PruningHook(Hook):
 
     # -- state carried by checkpoints ------------------------------------
     def _reference(self, runner):
-        """The dense architecture on the meta device (shapes only)."""
+        """The dense architecture on the meta device (shapes only), with
+        split attention where the trained model has it (a pruned config)."""
         if self._dense_reference is None:
-            self._dense_reference = build_segmentor(
-                runner.cfg, dense=True).to('meta')
+            reference = build_segmentor(runner.cfg, dense=True)
+            if has_split_attention(trained_segmentor(runner.model)):
+                split_attention(reference)
+            self._dense_reference = reference.to('meta')
         return self._dense_reference
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -267,7 +271,10 @@ class PruningHook(Hook):
     def _write_config(self, runner) -> None:
         structure = extract_architecture(self._reference(runner),
                                          trained_segmentor(runner.model))
-        cfg = pruned_config(runner.cfg, structure, None)
+        cfg = pruned_config(
+            runner.cfg, structure, None,
+            split_attention=has_split_attention(
+                trained_segmentor(runner.model)))
         if runner.rank == 0:
             atomic_write_text(osp.join(runner.work_dir, 'pruned_config.py'),
                               cfg.pretty_text)

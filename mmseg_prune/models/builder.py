@@ -39,7 +39,7 @@ def dense_architecture(cfg: Config) -> dict:
     if model.get('type') == 'PrunedSegmentor':
         fields = {k: v for k, v in model.items() if k not in (
             'type', 'segmentor_type', 'architecture', 'pruned_structure',
-            'pruned_weights')}
+            'pruned_weights', 'split_attention')}
         if model.get('architecture') is not None:  # an older pruned config
             return dict(model['architecture'], **fields)
         return dict(fields, type=model['segmentor_type'])
@@ -183,7 +183,8 @@ def config_dataset_meta(cfg: Config) -> Optional[dict]:
 
 
 def pruned_config(cfg: Config, architecture: dict,
-                  checkpoint: Optional[str]) -> Config:
+                  checkpoint: Optional[str],
+                  split_attention: bool = False) -> Config:
     """The config of a pruned model: ``cfg`` with a ``PrunedSegmentor``.
 
     Args:
@@ -193,6 +194,8 @@ def pruned_config(cfg: Config, architecture: dict,
             loads when it is built (``model.pruned_weights``; MMEngine
             replaces ``{{ fileDirname }}`` with the config's folder); None
             when a checkpoint is always given (tools/test.py, ``--resume``).
+        split_attention (bool): The pruned model's attention layers are
+            :class:`~mmseg_prune.structure.SplitHeadAttention`.
     """
     out = copy.deepcopy(cfg)
     dense = dense_architecture(cfg)
@@ -201,6 +204,8 @@ def pruned_config(cfg: Config, architecture: dict,
         type='PrunedSegmentor', segmentor_type=dense.pop('type'), **dense,
         pruned_structure=encode_architecture(architecture),
         pruned_weights=checkpoint)
+    if split_attention:
+        out.model['split_attention'] = True
     imports = dict(out.get('custom_imports') or {})
     names = list(imports.get('imports', []))
     if 'mmseg_prune' not in names:

@@ -5,6 +5,7 @@ import os.path as osp
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
+from ..structure import attention
 from ..structure.architecture import (apply_architecture,
                                       decode_architecture)
 from ..utils.errors import PruneError
@@ -84,7 +85,8 @@ def _load_pruned_weights(model, path):
 
 @MODELS.register_module()
 def PrunedSegmentor(pruned_structure, pruned_weights=None,
-                    segmentor_type=None, architecture=None, **fields):
+                    segmentor_type=None, architecture=None,
+                    split_attention=False, **fields):
     """Build the dense segmentor and resize it to ``pruned_structure``.
 
     The result is the plain segmentor of the dense config (an
@@ -108,6 +110,9 @@ def PrunedSegmentor(pruned_structure, pruned_weights=None,
             older pruned configs give it; ``fields`` then override
             its keys (mmseg's ``init_model`` sets ``train_cfg`` and
             ``pretrained``, for example).
+        split_attention (bool): Replace the ``nn.MultiheadAttention``
+            layers by :class:`~mmseg_prune.structure.SplitHeadAttention`
+            before resizing, as pruning did to prune heads.
         **fields: The dense model's other fields.
 
     Returns:
@@ -124,6 +129,8 @@ def PrunedSegmentor(pruned_structure, pruned_weights=None,
     else:
         cfg = dict(copy.deepcopy(fields), type=segmentor_type)
     model = MODELS.build(strip_pretrained(cfg))
+    if split_attention:
+        attention.split_attention(model)
     pruned_structure = decode_architecture(pruned_structure)
     apply_architecture(model, pruned_structure)
     model._register_load_state_dict_pre_hook(

@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..analysis.complexity import Complexity
 from ..analysis.latency_table import LatencyTable, grid_step, layer_calls
 from ..structure.graph import SegmentorGraph
-from ..structure.layer_rules import maps_channels_one_to_one
+from ..structure.layer_rules import heads_layer, maps_channels_one_to_one
 
 KeepPlan = Dict[str, torch.Tensor]
 
@@ -76,7 +76,8 @@ class CostEstimator:
 class FlopsEstimator(CostEstimator):
     """Analytic FLOPs of a keep plan, from one count of the dense model:
     every conv, linear and norm layer keeps its dense FLOPs scaled by the
-    share of its input and output channels that survive.
+    share of its input and output channels that survive, and an attention's
+    own products by the share of its heads.
 
     Args:
         graph (SegmentorGraph): Groups of the dense model.
@@ -86,14 +87,24 @@ class FlopsEstimator(CostEstimator):
     def __init__(self, graph: SegmentorGraph, dense: Complexity):
         super().__init__(graph)
         self.module_flops = {}
-        self.counted_dims = {}
+        #: Module -> the (module, dim) channels its FLOPs scale with.
+        self.counted = {}
         for name, _ in self.totals:
             module = graph.modules[name]
             self.module_flops[name] = dense.by_module.get(name, 0)
             single = maps_channels_one_to_one(module)
             dims = {d for n, d in self.totals if n == name}
-            self.counted_dims[name] = (
-                {'out'} if single and 'out' in dims else dims)
+            self.counted[name] = [
+                (name, d)
+                for d in ({'out'} if single and 'out' in dims else dims)]
+        for name, module in graph.modules.items():
+            child = heads_layer(module)
+            if child is not None and (f'{name}.{child}', 'out') in self.totals:
+                # Its own FLOPs: the attention products, per head.
+                self.module_flops[name] = dense.by_module.get(name, 0) - sum(
+                    dense.by_module.get(f'{name}.{c}', 0)
+                    for c, _ in module.named_children())
+                self.counted[name] = [(f'{name}.{child}', 'out')]
         self.dense = dense.flops
         self.dense_leaf = sum(self.module_flops.values())
 
@@ -103,8 +114,8 @@ class FlopsEstimator(CostEstimator):
         leaf = 0.0
         for name, flops in self.module_flops.items():
             ratio = 1.0
-            for dim in self.counted_dims[name]:
-                ratio *= kept[(name, dim)] / self.totals[(name, dim)]
+            for key in self.counted[name]:
+                ratio *= kept[key] / self.totals[key]
             leaf += flops * ratio
         other = self.dense - self.dense_leaf
         return leaf + other * leaf / max(self.dense_leaf, 1)

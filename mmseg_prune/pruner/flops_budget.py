@@ -21,13 +21,17 @@ slow to run.
 """
 import math
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import torch
 
 from ..structure.graph import SegmentorGraph
 from ..utils.errors import PruneError
 from .estimators import CostEstimator, KeepPlan
+
+#: Coarse channels the global search passes over at most, per search.
+MAX_PASSED = 16
 
 
 def normalize_scores(scores: torch.Tensor, normalizer: str) -> torch.Tensor:
@@ -87,7 +91,8 @@ class FlopsBudget:
             of the group (float) or a count (int); at least 1.
             Default: 0.05.
         round_to (int | None): Keep a multiple of this many channels in
-            every group (capped at the group size). Groups with GroupNorm
+            every layer (capped at the group size; a head group keeps whole
+            heads, as many as make a multiple). Groups with GroupNorm
             layers also keep a multiple of its number of groups. Where
             groups this coarse cannot meet the target within ``tolerance``,
             it is halved (with a warning) until they can. 16 suits oneDNN's
@@ -220,7 +225,9 @@ class FlopsBudget:
             by_position = position.argsort(stable=True)
             order = by_position[values[by_position].argsort(stable=True)]
             ranked.append(group_of[order])
-        steps = {g.name: math.lcm(round_to, g.multiple)
+        # round_to counts the layers' channels: a head of 64 already is a
+        # multiple of 16.
+        steps = {g.name: math.lcm(round_to, g.multiple * g.width) // g.width
                  for g in graph.groups}
         segments = {
             g.name: [
@@ -233,10 +240,11 @@ class FlopsBudget:
         }
         return _Ranking(scores, names, ranked, steps, segments)
 
-    def _plan_at(self, ranking: '_Ranking', level: float) -> KeepPlan:
-        """Plan at a cut of the global ranking (global), at the same
-        quantile of each part's ranking (split) or at a pruned share per
-        group (uniform)."""
+    def _plan_at(self, ranking: '_Ranking', level: float,
+                 passed: Sequence[int] = ()) -> KeepPlan:
+        """Plan at a cut of the global ranking (global; the channels at
+        the ``passed`` positions stay), at the same quantile of each part's
+        ranking (split) or at a pruned share per group (uniform)."""
         scores = ranking.scores
         if self.mode == 'uniform':
             counts = {n: len(s) - int(math.floor(level * len(s)))
@@ -248,35 +256,55 @@ class FlopsBudget:
             cut = int(level) if self.mode == 'global' else \
                 int(math.floor(level * len(ranked)))
             removed += torch.bincount(ranked[:cut], minlength=len(names))
+            for position in passed:
+                if position < cut:
+                    removed[ranked[position]] -= 1
         counts = {n: len(scores[n]) - int(removed[i])
                   for i, n in enumerate(names)}
         return self._plan(ranking, counts)
 
     def _search(self, ranking: '_Ranking', estimator: CostEstimator,
                 target: float) -> Tuple[KeepPlan, float]:
-        """Plan whose estimated reduction is closest to ``target``."""
+        """Plan whose estimated reduction is closest to ``target``.
+
+        In ``global`` mode, where no cut comes within the tolerance because
+        one channel's removal alone jumps over the target (a whole attention
+        head, say), that channel is passed over and the cut goes on through
+        the channels after it.
+        """
         dense = estimator.dense
+        passed = []
 
         def reduction(level):
-            return 1 - estimator.estimate(self._plan_at(ranking, level)) / dense
+            plan = self._plan_at(ranking, level, passed)
+            return 1 - estimator.estimate(plan) / dense
 
         if self.mode == 'global':
             levels = list(range(len(ranking.parts[0]) + 1))
         else:
             steps = 2000
             levels = [i / steps for i in range(steps)]
-        lo, hi = 0, len(levels) - 1
-        if reduction(levels[hi]) < target:
-            lo = hi
-        while lo < hi:  # first level whose reduction reaches the target
-            mid = (lo + hi) // 2
-            if reduction(levels[mid]) >= target:
-                hi = mid
-            else:
-                lo = mid + 1
-        candidates = [levels[i] for i in {max(lo - 1, 0), lo}]
-        best = min(candidates, key=lambda lv: abs(reduction(lv) - target))
-        return self._plan_at(ranking, best), reduction(best)
+        while True:
+            lo, hi = 0, len(levels) - 1
+            if reduction(levels[hi]) < target:
+                lo = hi
+            while lo < hi:  # first level whose reduction reaches the target
+                mid = (lo + hi) // 2
+                if reduction(levels[mid]) >= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            below, above = reduction(levels[max(lo - 1, 0)]), \
+                reduction(levels[lo])
+            if self.mode != 'global' or lo == 0 or \
+                    len(passed) >= MAX_PASSED or \
+                    above - below <= self.tolerance or \
+                    min(target - below, above - target) <= self.tolerance:
+                break
+            passed.append(lo - 1)
+        best = min((max(lo - 1, 0), below), (lo, above),
+                   key=lambda c: abs(c[1] - target))
+        return self._plan_at(ranking, levels[best[0]], passed), best[1]
 
     def _reachable(self, floor: float) -> bool:
         """Whether the target lies within ``floor``, the share of the cost

@@ -11,7 +11,7 @@ from ..analysis import (Complexity, LatencyTable, LatencyTimer,
                         count_complexity)
 from ..criteria import CRITERIA_ALIASES, BaseCriterion
 from ..registry import PRUNING_CRITERIA
-from ..structure import SegmentorGraph, forward_all_heads
+from ..structure import SegmentorGraph, forward_all_heads, split_attention
 from ..structure.bias_compensation import compensated_biases
 from ..structure.layer_rules import is_weight_layer
 from ..utils.errors import PruneError
@@ -138,7 +138,10 @@ def prune_segmentor(model: nn.Module, criterion, reduction: float,
     """Prune a dense segmentor so that it loses ``reduction`` of its FLOPs
     (or, with ``budget=dict(cost='latency')``, of its measured latency).
 
-    The dense model is left untouched; the result is a pruned copy.
+    The result is a pruned copy. The dense model keeps its weights and
+    outputs, but its ``nn.MultiheadAttention`` layers become
+    :class:`~mmseg_prune.structure.SplitHeadAttention` (the same function),
+    so that whole heads can be pruned.
 
     Args:
         model (nn.Module): The segmentor (CPU, SyncBN reverted).
@@ -168,6 +171,7 @@ def prune_segmentor(model: nn.Module, criterion, reduction: float,
         raise PruneError(f'criterion {type(criterion).__name__} needs data; '
                          'give the config a train_dataloader (--data-root)')
     check_finite_weights(model)
+    split_attention(model)
     graph = SegmentorGraph(model, input_shape, ignore)
     try:
         scores = criterion(graph,

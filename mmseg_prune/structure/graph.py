@@ -12,8 +12,10 @@ from mmengine.model import revert_sync_batchnorm
 from torch_pruning.utils import flatten_as_list
 
 from mmengine.logging import print_log
+from torch_pruning._helpers import GroupItem
 
 from ..utils.errors import PruneError
+from .attention import SplitHeadAttention
 from .layer_rules import (CLASSIFIER_PATTERNS, LAYER_PRUNERS,
                           group_multiple, is_depthwise, keeps_whole)
 from .torch_pruning_patches import install_patches
@@ -162,18 +164,23 @@ class ChannelGroup:
     Attributes:
         name (str): Name of the root module (a conv or linear layer whose
             output channels the group prunes).
-        size (int): Number of channels in the group.
+        size (int): Number of channels in the group (of heads, in an
+            attention's head group: each maps to ``head_dim`` channels of
+            its members).
         members (list[GroupMember]): Every module the group resizes.
         tp_group: The torch-pruning group with full indices, which
             torch-pruning's importance estimators accept.
         multiple (int): The group keeps a multiple of this many channels
             (the number of groups of its GroupNorm layers, 1 without).
+        width (int): Channels of its layers per group channel (a head's
+            ``head_dim``; 1 in channel groups).
     """
     name: str
     size: int
     members: List['GroupMember'] = field(repr=False)
     tp_group: object = field(repr=False)
     multiple: int = 1
+    width: int = 1
 
 
 class SegmentorGraph:
@@ -183,7 +190,9 @@ class SegmentorGraph:
     (so the graph can be traced without a process group) and it is traced
     through :func:`forward_all_heads`, so residual adds, concatenations
     (ASPP, PPM, HRNet fusion), depthwise and grouped convs and norm layers
-    couple channels across backbone, neck and every head.
+    couple channels across backbone, neck and every head. Every
+    :class:`~mmseg_prune.structure.attention.SplitHeadAttention` adds a
+    group whose channels are its heads (:meth:`_head_groups`).
 
     Args:
         segmentor (nn.Module): The segmentor. It is modified in place when
@@ -210,10 +219,11 @@ class SegmentorGraph:
                 '"decode_head.bottleneck*"')
         self.protected = self._find_protected(tuple(ignore))
         self.dependency_graph = self._trace()
-        self.protected = sorted(
-            set(self.protected) | self._cut_at_reshapes())
+        kept = set(self.protected)
+        self.protected = sorted(kept | self._cut_at_reshapes())
         self.unprunable = []
         self.groups = self._collect_groups()
+        self.groups += self._head_groups(kept)
         self.unprunable += self._drop_breaking_groups()
         if self.unprunable:
             print_log(
@@ -343,6 +353,50 @@ class SegmentorGraph:
                     d for d in node.dependencies if d.target not in cut
                 ]
         return producers
+
+    def _head_groups(self, kept: set) -> List[ChannelGroup]:
+        """One group per :class:`SplitHeadAttention`: its channels are its
+        heads, each the ``head_dim`` query, key and value channels of the
+        head and the output projection's inputs that read them.
+
+        The reshapes into heads cut these channels off every other group;
+        an attention with one head, or with a projection in ``kept`` (the
+        classifiers, ``ignore``, head outputs), has none.
+        """
+        dg = self.dependency_graph
+        groups = []
+        for name, module in self.modules.items():
+            if not isinstance(module, SplitHeadAttention) or \
+                    module.num_heads < 2:
+                continue
+            parts = (('q_proj', 'out'), ('k_proj', 'out'), ('v_proj', 'out'),
+                     ('out_proj', 'in'))
+            layers = [getattr(module, part) for part, _ in parts]
+            names = [f'{name}.{part}' for part, _ in parts]
+            if kept.intersection(names) or not all(
+                    layer in dg.module2node for layer in layers):
+                continue
+            root = dg.module2node[module.q_proj]
+            trigger = dg.get_pruner_of_module(module.q_proj).prune_out_channels
+            tp_group, members = tp.Group(), []
+            tp_group._DG = dg
+            for (part, dim), layer, member in zip(parts, layers, names):
+                pruner = dg.get_pruner_of_module(layer)
+                handler = pruner.prune_out_channels if dim == 'out' else \
+                    pruner.prune_in_channels
+                idxs = list(range(module.num_heads * module.head_dim))
+                roots = [i // module.head_dim for i in idxs]
+                # As torch-pruning's own groups hold them: plain indices,
+                # with the root index of each beside them.
+                item = GroupItem(tp.Dependency(trigger, handler, root,
+                                               dg.module2node[layer]), idxs)
+                item.root_idxs = roots
+                tp_group.items.append(item)
+                members.append(GroupMember(member, dim, idxs, roots))
+            groups.append(ChannelGroup(name=names[0], size=module.num_heads,
+                                       members=members, tp_group=tp_group,
+                                       width=module.head_dim))
+        return groups
 
     def _indices_fit(self, member: GroupMember) -> bool:
         dg = self.dependency_graph

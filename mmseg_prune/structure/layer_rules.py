@@ -7,10 +7,12 @@ are added through its ``customized_pruners`` (see
 :class:`~mmseg_prune.structure.SegmentorGraph`), as torch-pruning designs it.
 """
 import math
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import torch
 import torch.nn as nn
+
+from .attention import SplitHeadAttention
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import ChannelGroup, GroupMember, SegmentorGraph
@@ -85,7 +87,8 @@ def maps_channels_one_to_one(module: nn.Module) -> bool:
 def keeps_whole(module: nn.Module) -> bool:
     """Layers whose channels are not pruned one by one.
 
-    Attention: pruning arbitrary embedding channels would re-mix heads.
+    ``nn.MultiheadAttention``: pruning arbitrary embedding channels would
+    re-mix heads (a :class:`SplitHeadAttention` loses whole heads instead).
     Grouped convs other than plain depthwise ones (including depthwise convs
     with a channel multiplier): each group must lose the same channels, which
     torch-pruning does not guarantee.
@@ -93,6 +96,13 @@ def keeps_whole(module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return True
     return is_conv(module) and module.groups > 1 and not is_depthwise(module)
+
+
+def heads_layer(module: nn.Module) -> Optional[str]:
+    """For a module whose own FLOPs (an attention's products of queries
+    with keys and of weights with values) scale with its heads: its child
+    whose output channels count them; else None."""
+    return 'q_proj' if isinstance(module, SplitHeadAttention) else None
 
 
 def channel_multiple(module: nn.Module) -> int:

@@ -29,6 +29,8 @@ ZOO = {
     'stdc1': 'stdc/stdc1_4xb12-80k_cityscapes-512x1024.py',
     'segformer_mit_b0':
     'segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
+    'segmenter_vit_s':
+    'segmenter/segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512.py',
 }
 
 

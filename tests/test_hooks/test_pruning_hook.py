@@ -12,8 +12,8 @@ from mmseg_prune.apis import build_segmentor, load_config
 from mmseg_prune.hooks import PruningHook
 from mmseg_prune.utils import PruneError
 
-from tests.helpers import (PruneProbe, small_voc_config,
-                           trained_after_the_last_step)
+from tests.helpers import (PruneProbe, small_segmenter_config,
+                           small_voc_config, trained_after_the_last_step)
 
 SIZE = 64
 # SIRFP's recipe: the edge score first, then the gradient variant.
@@ -149,3 +149,39 @@ def test_bad_schedules(schedule):
 def test_criteria_needing_batches_are_refused():
     with pytest.raises(PruneError, match='tools/prune.py'):
         PruningHook([dict(iter=1, flops_reduction=0.5)], criterion='taylor')
+
+
+def test_prunes_a_model_with_split_attention_again(demo_root, tmp_path):
+    """A pruned transformer (its attention split into heads by
+    tools/prune.py) fine-tuned with another pruning step: the hook's
+    config names the split attention and rebuilds the trained model."""
+    from mmseg_prune.apis import build_report, prune_segmentor, save_pruned
+    from mmseg_prune.structure import has_split_attention
+    cfg = small_voc_config(demo_root, SIZE)
+    cfg.pop('pruning')
+    cfg.model = small_segmenter_config(SIZE).model
+    cfg.model.decode_head.num_classes = 21
+    result = prune_segmentor(build_segmentor(cfg), 'l1', 0.3, (SIZE, SIZE))
+    paths = save_pruned(result, cfg, str(tmp_path / 'pruned'),
+                        build_report(result, 'l1', 0.3))
+    tune = load_config(paths['config'])
+    assert tune.model.split_attention
+    tune.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                          val_interval=1000)
+    tune.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                         by_epoch=False, interval=2)
+    tune.custom_hooks = [dict(type='PruningHook', criterion='l1',
+                              schedule=[dict(iter=1, flops_reduction=0.5)])]
+    tune.work_dir = str(tmp_path / 'tune')
+    runner = Runner.from_cfg(tune)
+    runner.train()
+    model = runner.model.eval()
+    assert has_split_attention(model)
+    assert _reduction(model, result.pruned.flops) == pytest.approx(0.5,
+                                                                   abs=0.005)
+    written = load_config(osp.join(tune.work_dir, 'pruned_config.py'))
+    assert written.model.split_attention
+    rebuilt = build_segmentor(written, osp.join(tune.work_dir, 'iter_2.pth'))
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt._forward(x), model._forward(x))
