@@ -52,6 +52,12 @@ PREFERRED = {
     'poolformer': 'fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py',
     'setr': 'setr_vit-l_naive_8xb2-160k_ade20k-512x512.py',
 }
+#: A family's process is killed once its resident memory passes this share
+#: of the machine's (as the kernel's OOM killer would, minutes later, after
+#: the machine has thrashed), and is run again at 256x256.
+MEMORY_SHARE = 0.8
+#: Seconds between two looks at a family's process.
+POLL_S = 2
 #: Families that build without an error but need a package to work.
 SILENT_NEEDS = {
     # mmseg's MaskFormerHead subclasses mmdet's and silently falls back to
@@ -310,6 +316,50 @@ def why(stderr, returncode=1):
     return line.replace('|', '/')[:200]
 
 
+def resident_bytes(pid):
+    """Resident memory of process ``pid`` (0 where /proc cannot say)."""
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def memory_limit():
+    """:data:`MEMORY_SHARE` of the machine's memory, in bytes (None where
+    /proc/meminfo cannot say)."""
+    try:
+        with open('/proc/meminfo') as f:
+            total = next(int(line.split()[1]) * 1024 for line in f
+                         if line.startswith('MemTotal:'))
+    except (OSError, StopIteration):
+        return None
+    return int(total * MEMORY_SHARE)
+
+
+def run_capped(cmd, timeout, limit):
+    """``subprocess.run(cmd, capture_output=True, text=True,
+    timeout=timeout)``, except that the child is killed (return code -9)
+    once its resident memory passes ``limit`` bytes (None: no limit)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=POLL_S)
+            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                raise subprocess.TimeoutExpired(cmd, timeout) from None
+            if limit is not None and resident_bytes(proc.pid) > limit:
+                proc.kill()
+
+
 def run_family(family, args):
     """One family's row, from a subprocess with a time limit."""
     config = representative(family)
@@ -320,12 +370,11 @@ def run_family(family, args):
         if need and importlib.util.find_spec(need) is None:
             raise MissingPackage(need)
         for size in (512, 256):  # 256 only after running out of memory
-            proc = subprocess.run(
+            proc = run_capped(
                 [sys.executable, __file__, '--one', f'{family}/{config}',
                  '--runs', str(args.runs), '--size', str(size),
                  '--threads', str(args.threads), '--device', args.device,
-                 '--lock', args.lock],
-                capture_output=True, text=True, timeout=args.timeout)
+                 '--lock', args.lock], args.timeout, memory_limit())
             if proc.returncode != -9:
                 break
         lines = [ln for ln in proc.stdout.splitlines()
@@ -506,7 +555,8 @@ def write_table(rows, args, done=True):
         f' round_to; halved where a family cannot reach 50% that coarsely, '
         'shown in the round_to column), at input 1x3x512x512 (a model that cannot run at that '
         'size uses its config\'s crop size, and one that runs out of memory '
-        'at that size is run at 256x256, both shown in the input column); '
+        f'or past {MEMORY_SHARE:.0%} of it at that size is run at 256x256, '
+        'both shown in the input column); '
         'FLOPs are multiply-adds counted '
         'by mmengine.analysis on the inference path (no auxiliary head). '
         '"reload" is the largest output difference (at the same input) after '

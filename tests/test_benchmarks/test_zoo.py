@@ -149,3 +149,17 @@ def test_a_low_ratio_is_explained_by_a_profile():
     assert cell == ('; profiled, most of the pruned forward: '
                     'decode_head.psamask_collect 5200 → 5100 ms')
     assert zoo.profiled({}) == ''
+
+
+def test_a_family_past_the_memory_limit_is_killed():
+    zoo = _zoo()
+    grow = [sys.executable, '-c',
+            'import time; b = b"x" * (400 * 2**20); time.sleep(30)']
+    proc = zoo.run_capped(grow, timeout=60, limit=200 * 2**20)
+    assert proc.returncode == -9  # as the OOM killer leaves it
+    small = [sys.executable, '-c', 'print("done")']
+    proc = zoo.run_capped(small, timeout=60, limit=200 * 2**20)
+    assert (proc.returncode, proc.stdout) == (0, 'done\n')
+    with pytest.raises(subprocess.TimeoutExpired):
+        zoo.run_capped([sys.executable, '-c', 'import time; time.sleep(30)'],
+                       timeout=1, limit=None)
