@@ -164,7 +164,10 @@ class SIRFPCriterion(BaseCriterion):
         if name not in stats.redundancy:
             raise PruneError(
                 f'no SIRFP statistics for layer {name}: it did not run on '
-                '4-D feature maps during calibration')
+                '4-D feature maps during calibration (SIRFP reads feature '
+                'maps, not the tokens of a transformer\'s linear layers); '
+                'prune this model with l1, fpgm or taylor, or keep the '
+                'layer whole with pruning.ignore')
         _, row_sums = greedy_removal_order(stats.redundancy[name],
                                            self.include_diagonal)
         if self.gradient_weight is not None:
