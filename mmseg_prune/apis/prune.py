@@ -7,11 +7,10 @@ from typing import Dict
 import torch
 from mmengine.config import Config
 
-from ..models.builder import (build_segmentor, config_dataset_meta,
+from ..models.builder import (config_dataset_meta, dense_reference,
                               pruned_config)
 from ..pruner import PruneResult
-from ..structure import (extract_architecture, has_split_attention,
-                         split_attention)
+from ..structure import extract_architecture, has_split_attention
 from ..utils.io import atomic_file_set
 from ..version import __version__
 
@@ -49,10 +48,7 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
         dict[str, str]: Kind -> path of each file written.
     """
     from ..analysis.plots import write_report_figure
-    reference = build_segmentor(cfg, dense=True)
-    split = has_split_attention(result.model)
-    if split:
-        split_attention(reference)
+    reference = dense_reference(cfg, result.model)
     architecture = extract_architecture(reference, result.model)
     paths = {kind: osp.join(work_dir, name) for kind, name in OUTPUTS.items()}
     meta = dict(
@@ -69,7 +65,7 @@ def save_pruned(result: PruneResult, cfg: Config, work_dir: str,
     # Relative to the config, so the work dir can be moved whole.
     out_cfg = pruned_config(cfg, architecture,
                             '{{ fileDirname }}/' + OUTPUTS['checkpoint'],
-                            split_attention=split)
+                            split_attention=has_split_attention(reference))
     config_text = out_cfg.pretty_text
     replaced = osp.isfile(paths['checkpoint'])
     with atomic_file_set(work_dir) as tmp:

@@ -9,11 +9,10 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..analysis import count_complexity, default_input_shape
-from ..models import build_segmentor, pruned_config, trained_segmentor
+from ..models import dense_reference, pruned_config, trained_segmentor
 from ..pruner import FlopsBudget, build_criterion, prune_graph
 from ..structure import (SegmentorGraph, apply_architecture,
-                         extract_architecture, has_split_attention,
-                         split_attention)
+                         extract_architecture, has_split_attention)
 from ..utils.cli import human
 from ..utils.errors import PruneError
 from ..utils.io import atomic_write_text
@@ -111,10 +110,8 @@ class PruningHook(Hook):
         """The dense architecture on the meta device (shapes only), with
         split attention where the trained model has it (a pruned config)."""
         if self._dense_reference is None:
-            reference = build_segmentor(runner.cfg, dense=True)
-            if has_split_attention(trained_segmentor(runner.model)):
-                split_attention(reference)
-            self._dense_reference = reference.to('meta')
+            self._dense_reference = dense_reference(
+                runner.cfg, trained_segmentor(runner.model)).to('meta')
         return self._dense_reference
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -269,12 +266,11 @@ class PruningHook(Hook):
                 runner.cfg.get('model_wrapper_cfg'), runner.model)
 
     def _write_config(self, runner) -> None:
-        structure = extract_architecture(self._reference(runner),
+        reference = self._reference(runner)
+        structure = extract_architecture(reference,
                                          trained_segmentor(runner.model))
-        cfg = pruned_config(
-            runner.cfg, structure, None,
-            split_attention=has_split_attention(
-                trained_segmentor(runner.model)))
+        cfg = pruned_config(runner.cfg, structure, None,
+                            split_attention=has_split_attention(reference))
         if runner.rank == 0:
             atomic_write_text(osp.join(runner.work_dir, 'pruned_config.py'),
                               cfg.pretty_text)

@@ -11,7 +11,8 @@ from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from ..structure import check_segmentor, encode_architecture
+from ..structure import (check_segmentor, encode_architecture,
+                         has_split_attention, split_attention)
 from ..utils.cli import quiet_logger
 from ..utils.errors import PruneError
 from ..utils.io import readable_file
@@ -85,6 +86,15 @@ def build_segmentor(cfg: Config, checkpoint: Optional[str] = None,
             warnings.simplefilter('ignore')
             model.init_weights()
     return model.eval()
+
+
+def dense_reference(cfg: Config, pruned: nn.Module) -> nn.Module:
+    """The dense architecture of ``cfg`` that ``pruned``'s structure is
+    recorded against: with split attention where ``pruned`` has it."""
+    reference = build_segmentor(cfg, dense=True)
+    if has_split_attention(pruned):
+        split_attention(reference)
+    return reference
 
 
 def load_weights(model: nn.Module, checkpoint: str, cfg: Config,

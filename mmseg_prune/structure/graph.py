@@ -380,12 +380,12 @@ class SegmentorGraph:
             trigger = dg.get_pruner_of_module(module.q_proj).prune_out_channels
             tp_group, members = tp.Group(), []
             tp_group._DG = dg
+            idxs = list(range(module.num_heads * module.head_dim))
+            roots = [i // module.head_dim for i in idxs]
             for (part, dim), layer, member in zip(parts, layers, names):
                 pruner = dg.get_pruner_of_module(layer)
                 handler = pruner.prune_out_channels if dim == 'out' else \
                     pruner.prune_in_channels
-                idxs = list(range(module.num_heads * module.head_dim))
-                roots = [i // module.head_dim for i in idxs]
                 # As torch-pruning's own groups hold them: plain indices,
                 # with the root index of each beside them.
                 item = GroupItem(tp.Dependency(trigger, handler, root,
